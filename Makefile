@@ -1,0 +1,40 @@
+# Everything installs on first use into .venv/, from the versions pinned in uv.lock.
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+PYTHON ?= python3
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export UV_PYTHON_DOWNLOADS := never
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install dev test lint format sample-data clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv sync --frozen --inexact
+	touch $@
+
+# The UI and the daemon on http://127.0.0.1:3000, with schedules, sensors and runs kept in .dagster_home/.
+dev: install
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster dev -w workspace.yaml
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+sample-data: install
+	$(BIN)/python -m dagster_and_etl.sample_data data/source 2018-01-22 --days 5
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

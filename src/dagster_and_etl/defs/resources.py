@@ -1,0 +1,72 @@
+"""Settings and connections for the assets and the sensor, read when a run or a tick starts.
+
+Each field may be set in the launchpad; left empty it falls back to its environment variable (see
+`.env.example`), then to the default, so pointing the project at another folder or database needs no
+code change and no reload.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_problem
+from dagster_and_etl.settings import read_path_setting, read_seconds_setting
+
+
+class SourceFolder(dg.ConfigurableResource):
+    """The folder source CSV files land in, one file per partition key."""
+
+    source_dir: str = Field(default="", description="Empty: $SOURCE_DIR, else data/source.")
+    settle_seconds: float | None = Field(
+        default=None,
+        description="How long a file must be unchanged before the sensor loads it."
+        " Empty: $SENSOR_SETTLE_SECONDS, else 5.",
+    )
+
+    @property
+    def path(self) -> Path:
+        return read_path_setting("SOURCE_DIR", self.source_dir)
+
+    @property
+    def settle_ns(self) -> int:
+        return int(read_seconds_setting("SENSOR_SETTLE_SECONDS", self.settle_seconds) * 1e9)
+
+    def file_for(self, partition_key: str) -> Path:
+        """The source file of a partition; fails for a key that could name a path outside the folder."""
+        problem = key_problem(partition_key)
+        if problem is not None:
+            raise dg.Failure(
+                description=f"Partition key {partition_key!r} cannot name a source file: {problem}.",
+                metadata={"partition_key": partition_key, "source_dir": str(self.path)},
+            )
+        return self.path / file_name_for_key(partition_key)
+
+
+class StagingDatabase(dg.ConfigurableResource):
+    """The DuckDB database file the partitions are loaded into."""
+
+    database: str = Field(default="", description="Empty: $DUCKDB_DATABASE, else data/staging/data.duckdb.")
+
+    @property
+    def path(self) -> Path:
+        return read_path_setting("DUCKDB_DATABASE", self.database)
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection that is closed however the block ends, releasing the file's write lock."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with DuckDBResource(database=str(self.path)).get_connection() as conn:
+            try:
+                yield conn
+            finally:
+                conn.close()
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources={"source_folder": SourceFolder(), "duckdb": StagingDatabase()})

@@ -1,0 +1,46 @@
+"""Where the project lives and how its settings are read from the environment.
+
+Relative paths are resolved against the project root, never the working directory, so `dagster dev`,
+`dg dev` and pytest find the same folders wherever they are started from.
+"""
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+DEFAULTS = {
+    "SOURCE_DIR": "data/source",
+    "DUCKDB_DATABASE": "data/staging/data.duckdb",
+    "SENSOR_SETTLE_SECONDS": "5",
+}
+
+
+def resolve_path(value: str) -> Path:
+    """An absolute path for a setting: `~` expanded, relative paths taken from the project root."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def read_setting(name: str, override: str | None = None) -> str:
+    """A setting's value: an explicit override, else the environment variable, else its default."""
+    if override not in (None, ""):
+        return override
+    value = os.environ.get(name, "").strip()
+    return value or DEFAULTS[name]
+
+
+def read_path_setting(name: str, override: str | None = None) -> Path:
+    return resolve_path(read_setting(name, override))
+
+
+def read_seconds_setting(name: str, override: float | None = None) -> float:
+    """A non-negative number of seconds, with the setting's name in the error when it is not one."""
+    raw = str(override) if override is not None else read_setting(name)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not seconds >= 0:  # also rejects NaN
+        raise ValueError(f"{name} must be zero or more seconds, got {raw!r}")
+    return seconds
