@@ -40,6 +40,10 @@ def dynamic_sensor(context: dg.SensorEvaluationContext, source_folder: SourceFol
             dg.RunRequest(run_key=source_file.version, partition_key=source_file.partition_key)
             for source_file in plan.to_request
         ],
-        dynamic_partitions_requests=[dynamic_partitions_def.build_add_request(plan.new_partition_keys)],
+        dynamic_partitions_requests=(
+            [dynamic_partitions_def.build_add_request(plan.new_partition_keys)]
+            if plan.new_partition_keys
+            else []
+        ),
         cursor=plan.cursor.serialize(),
     )

@@ -1,0 +1,52 @@
+"""Shared fixtures: each test gets its own source folder, DuckDB file and Dagster instance."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dagster_and_etl.definitions import defs as load_defs
+from tests.support import (  # noqa: F401  (re-exported for test modules)
+    REFERENCE_DATA,
+    SensorTicks,
+    requested_keys,
+    run_keys,
+    write_source_file,
+)
+
+
+@pytest.fixture(scope="session")
+def defs() -> dg.Definitions:
+    return load_defs()
+
+
+@pytest.fixture
+def source_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "source"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def duckdb_path(tmp_path: Path) -> Path:
+    return tmp_path / "staging" / "data.duckdb"
+
+
+@pytest.fixture(autouse=True)
+def settings(monkeypatch: pytest.MonkeyPatch, source_dir: Path, duckdb_path: Path) -> None:
+    """Points every setting at this test's own folder and database; files settle at once."""
+    monkeypatch.setenv("SOURCE_DIR", str(source_dir))
+    monkeypatch.setenv("DUCKDB_DATABASE", str(duckdb_path))
+    monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "0")
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def sensor(instance: dg.DagsterInstance, defs: dg.Definitions) -> SensorTicks:
+    return SensorTicks(instance=instance, defs=defs)

@@ -1,0 +1,63 @@
+"""Helpers the tests share: writing source files and ticking the sensor as the daemon would."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from dagster_and_etl.defs.partitions import dynamic_partitions_def
+from dagster_and_etl.defs.sensors import dynamic_sensor
+from dagster_and_etl.sample_data import sample_csv
+
+REFERENCE_DATA = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
+
+
+def write_source_file(
+    folder: Path, name: str, text: str | None = None, *, seed: int = 0, mtime: float | None = None
+) -> Path:
+    """Writes a source file (sample rows unless `text` is given), optionally back-dating its mtime."""
+    path = folder / name
+    path.write_text(sample_csv(seed=seed) if text is None else text)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+@dataclass
+class SensorTicks:
+    """Evaluates `dynamic_sensor` tick after tick as the daemon would: the cursor is carried from one
+    tick to the next and the partitions a tick registers are added to the instance."""
+
+    instance: dg.DagsterInstance
+    defs: dg.Definitions
+    cursor: str | None = None
+    results: list[dg.SensorResult] = field(default_factory=list)
+
+    def tick(self) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            resources=self.defs.resources,
+            definitions=self.defs,
+        )
+        result = dynamic_sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        for request in result.dynamic_partitions_requests or []:
+            assert request.partitions_def_name == dynamic_partitions_def.name
+            self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        self.cursor = result.cursor
+        self.results.append(result)
+        return result
+
+    @property
+    def registered_keys(self) -> list[str]:
+        return list(self.instance.get_dynamic_partitions(dynamic_partitions_def.name))
+
+
+def requested_keys(result: dg.SensorResult) -> list[str]:
+    return [request.partition_key for request in result.run_requests or []]
+
+
+def run_keys(result: dg.SensorResult) -> list[str]:
+    return [request.run_key for request in result.run_requests or []]
