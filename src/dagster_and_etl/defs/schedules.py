@@ -1,10 +1,10 @@
 import dagster as dg
 
-from dagster_and_etl.defs.jobs import import_partition_job
+from dagster_and_etl.defs import jobs
 
 # Each day's file lands at 05:00 the next morning; the run follows at 05:15 and loads that day.
 asset_partitioned_schedule = dg.build_schedule_from_partitioned_job(
-    import_partition_job,
+    jobs.import_partition_job,
     name="asset_partitioned_schedule",
     hour_of_day=5,
     minute_of_hour=15,

@@ -2,7 +2,7 @@ import time
 
 import dagster as dg
 
-from dagster_and_etl.defs.jobs import import_dynamic_partition_job
+from dagster_and_etl.defs import jobs
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
 from dagster_and_etl.defs.resources import SourceFolder
 from dagster_and_etl.ingest.sensor_plan import SensorCursor, plan_tick
@@ -10,7 +10,7 @@ from dagster_and_etl.ingest.source_folder import list_source_files
 
 
 @dg.sensor(
-    target=import_dynamic_partition_job,
+    target=jobs.import_dynamic_partition_job,
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(

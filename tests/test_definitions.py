@@ -1,0 +1,91 @@
+"""The code location loads with exactly its assets, jobs, schedule, sensor and resources, and the sample
+files it ships in `data/source` load and follow the reference format."""
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from dagster_and_etl.defs.partitions import dynamic_partitions_def
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "source"
+HEADER = '"date","share_price","amount","spend","shift","spread"'
+DATA_LINE = re.compile(r'"\d{4}/\d{2}/\d{2}"(,"-?\d+\.\d{4}"){5}')
+DAILY_ASSETS = {"import_partition_file", "duckdb_partition_table"}
+DYNAMIC_ASSETS = {"import_dynamic_partition_file", "duckdb_dynamic_partition_table"}
+
+
+def names(keys) -> set[str]:
+    return {key.to_user_string() for key in keys}
+
+
+def test_definitions_are_loadable(defs):
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_definitions_hold_exactly_the_four_assets_with_file_to_table_deps(defs):
+    graph = defs.resolve_asset_graph()
+
+    assert names(graph.get_all_asset_keys()) == DAILY_ASSETS | DYNAMIC_ASSETS
+    assert names(graph.get(dg.AssetKey("duckdb_partition_table")).parent_keys) == {"import_partition_file"}
+    assert names(graph.get(dg.AssetKey("duckdb_dynamic_partition_table")).parent_keys) == {
+        "import_dynamic_partition_file"
+    }
+    assert not graph.get(dg.AssetKey("import_partition_file")).parent_keys
+    assert not graph.get(dg.AssetKey("import_dynamic_partition_file")).parent_keys
+
+
+def test_definitions_hold_exactly_the_two_jobs_each_selecting_its_pipeline(defs):
+    jobs = {job.name: job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")}
+
+    assert set(jobs) == {"import_partition_job", "import_dynamic_partition_job"}
+    assert names(jobs["import_partition_job"].asset_layer.selected_asset_keys) == DAILY_ASSETS
+    assert names(jobs["import_dynamic_partition_job"].asset_layer.selected_asset_keys) == DYNAMIC_ASSETS
+
+
+def test_definitions_hold_the_schedule_the_sensor_and_the_two_resources(defs):
+    repository = defs.get_repository_def()
+
+    assert [schedule.name for schedule in repository.schedule_defs] == ["asset_partitioned_schedule"]
+    assert [sensor.name for sensor in repository.sensor_defs] == ["dynamic_sensor"]
+    assert defs.resolve_sensor_def("dynamic_sensor").job_name == "import_dynamic_partition_job"
+    assert set(defs.resources) == {"source_folder", "duckdb"}
+
+
+def test_dynamic_assets_use_the_dynamic_partitions_definition_named_dynamic_partition(defs):
+    graph = defs.resolve_asset_graph()
+
+    assert dynamic_partitions_def.name == "dynamic_partition"
+    for name in DYNAMIC_ASSETS:
+        assert graph.get(dg.AssetKey(name)).partitions_def == dynamic_partitions_def
+
+
+def test_shipped_sample_files_are_consecutive_days_in_the_reference_format():
+    paths = sorted(SAMPLE_DIR.glob("*.csv"))
+    days = [dt.date.fromisoformat(path.stem) for path in paths]
+
+    assert [path.name for path in paths] == [f"{day.isoformat()}.csv" for day in days]
+    assert len(days) >= 3
+    assert days == [days[0] + dt.timedelta(days=offset) for offset in range(len(days))]
+    for path in paths:
+        text = path.read_text()
+        header, *data_lines = text.split("\n")
+        assert header == HEADER, path.name
+        assert data_lines, path.name
+        assert all(DATA_LINE.fullmatch(line) for line in data_lines), path.name
+        assert not text.endswith("\n"), path.name
+
+
+def test_shipped_sample_files_all_load_with_the_daily_job(defs, instance, monkeypatch, duckdb_path):
+    monkeypatch.setenv("SOURCE_DIR", str(SAMPLE_DIR))
+    job = defs.resolve_job_def("import_partition_job")
+
+    for path in sorted(SAMPLE_DIR.glob("*.csv")):
+        assert job.execute_in_process(partition_key=path.stem, instance=instance).success
+        with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM raw_partition_data WHERE partition_key = ?", [path.stem]
+            ).fetchone()
+        assert count == len(path.read_text().split("\n")) - 1
