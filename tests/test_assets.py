@@ -142,20 +142,21 @@ def test_dynamic_partition_loads_its_file_into_the_dynamic_table(
     assert table_rows(duckdb_path, DAILY) == []
 
 
-def test_missing_file_fails_the_run_and_loads_nothing(defs, instance, source_dir, duckdb_path):
-    write_source_file(source_dir, f"{DAY_A}.csv", sample_csv(seed=10))
-    assert run_daily(defs, instance, DAY_A).success
-    loaded = table_rows(duckdb_path, DAILY)
+def test_missing_dynamic_file_fails_the_run_and_loads_nothing(defs, instance, source_dir, duckdb_path):
+    instance.add_dynamic_partitions("dynamic_partition", ["here", "gone"])
+    write_source_file(source_dir, "here.csv", sample_csv(seed=10))
+    job = defs.resolve_job_def("import_dynamic_partition_job")
+    assert job.execute_in_process(partition_key="here", instance=instance).success
+    loaded = table_rows(duckdb_path, DYNAMIC)
 
-    result = run_daily(defs, instance, DAY_B)
+    result = job.execute_in_process(partition_key="gone", instance=instance, raise_on_error=False)
 
     assert result.success is False
-    assert result.get_failed_step_keys() == {"import_partition_file"}
+    assert result.get_failed_step_keys() == {"import_dynamic_partition_file"}
     message = failure_message(result)
-    assert f"{DAY_B}.csv" in message
-    assert "has not arrived" in message
-    assert table_rows(duckdb_path, DAILY, DAY_B) == []
-    assert table_rows(duckdb_path, DAILY) == loaded
+    assert "gone.csv has not arrived in" in message
+    assert table_rows(duckdb_path, DYNAMIC, "gone") == []
+    assert table_rows(duckdb_path, DYNAMIC) == loaded
 
 
 def test_renamed_column_fails_the_run_and_keeps_the_partitions_rows(defs, instance, source_dir, duckdb_path):

@@ -49,6 +49,32 @@ def write_sample_files(folder: Path, first_day: dt.date, days: int, rows: int = 
     return written
 
 
+def write_large_sample_file(path: Path, rows: int, seed: int = 0) -> Path:
+    """A source file of `rows` data rows in the same format, written by DuckDB in seconds, for load tests."""
+    import duckdb
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect() as conn:
+        conn.execute("SELECT setseed(?)", [(seed % 1000) / 1000])
+        conn.execute(
+            """
+            CREATE TABLE sample AS SELECT
+                strftime(DATE '2018-10-31' - CAST(i % 3000 AS INTEGER), ?) AS date,
+                printf('%.4f', 240 + random() * 80) AS share_price,
+                printf('%.4f', round(1e6 + random() * 3e7)) AS amount,
+                printf('%.4f', 240 + random() * 80) AS spend,
+                printf('%.4f', 250 + random() * 80) AS shift,
+                printf('%.4f', 230 + random() * 80) AS spread
+            FROM range(?) AS t(i)
+            """,
+            [DATE_FORMAT, rows],
+        )
+        conn.table("sample").write_csv(str(path), header=True, quotechar='"', quoting="ALL")
+    with path.open("r+b") as written:  # the feed's files end without a newline
+        written.truncate(path.stat().st_size - 1)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)

@@ -6,59 +6,114 @@ nothing passes between the two through an IO manager.
 """
 
 import datetime as dt
+import stat
 from pathlib import Path
 
 import dagster as dg
 
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
 from dagster_and_etl.defs.resources import SourceFolder, StagingDatabase
-from dagster_and_etl.ingest.duckdb_load import (
-    RawTable,
-    SourceFileError,
-    check_header,
-    replace_partition,
-)
+from dagster_and_etl.ingest.duckdb_load import LoadResult, RawTable, replace_partition
+from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
+
+# DuckDB lets one process write to a database file at a time: the loads queue for this pool, whose
+# limit of 1 is set in the instance's dagster.yaml.
+DUCKDB_WRITE_POOL = "duckdb_write"
 
 
-def _check_source_file(source_folder: SourceFolder, partition_key: str) -> dg.MaterializeResult:
-    """Fails unless the partition's file is in the source folder with the expected header."""
+def _bad_file(error: SourceFileError) -> dg.Failure:
+    """A failure that no retry can mend: the file itself is wrong."""
+    return dg.Failure(
+        description=str(error),
+        metadata={
+            "path": dg.MetadataValue.path(str(error.path)),
+            "problem": error.problem,
+            "bad_lines": dg.MetadataValue.json(error.errors[:20]),
+        },
+        allow_retries=False,
+    )
+
+
+def _arrived_file(source_folder: SourceFolder, partition_key: str) -> Path:
+    """The partition's file, failing (retryably) while it has not arrived and for good if it is no file."""
     path = source_folder.file_for(partition_key)
     try:
-        stat = path.stat()
+        mode = path.lstat().st_mode
     except FileNotFoundError:
         raise dg.Failure(
             description=f"{path.name} has not arrived in {source_folder.path}.",
-            metadata={"path": str(path)},
+            metadata={"path": dg.MetadataValue.path(str(path))},
         ) from None
+    if not stat.S_ISREG(mode):
+        raise _bad_file(SourceFileError(path, "it is not a regular file (a folder, link or device)"))
+    return path
+
+
+def _check_source_file(source_folder: SourceFolder, partition_key: str) -> dg.MaterializeResult:
+    """Fails unless the partition's file has arrived with the expected header, as UTF-8 text."""
+    path = _arrived_file(source_folder, partition_key)
     try:
-        check_header(path)
+        data_rows = count_data_rows(path)
     except SourceFileError as error:
-        raise dg.Failure(description=str(error), metadata={"path": str(path)}) from error
+        raise _bad_file(error) from error
+    file_stat = path.stat()
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
-            "size_bytes": stat.st_size,
-            "modified_at": dg.MetadataValue.timestamp(dt.datetime.fromtimestamp(stat.st_mtime, tz=dt.UTC)),
+            "size_bytes": file_stat.st_size,
+            "modified_at": dg.MetadataValue.timestamp(
+                dt.datetime.fromtimestamp(file_stat.st_mtime, tz=dt.UTC)
+            ),
+            "data_rows": data_rows,
         }
     )
+
+
+def _load_checks(asset_name: str) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            "share_price_is_positive", asset=asset_name, description="Every loaded share_price is > 0."
+        ),
+        dg.AssetCheckSpec(
+            "row_count_matches_file",
+            asset=asset_name,
+            description="The partition holds as many rows as its file has data rows.",
+        ),
+    ]
 
 
 def _load_partition(
     source_folder: SourceFolder, duckdb: StagingDatabase, table: RawTable, partition_key: str
 ) -> dg.MaterializeResult:
-    """Replaces the partition's rows in `table` with its file's rows."""
-    path: Path = source_folder.file_for(partition_key)
-    try:
-        with duckdb.get_connection() as conn:
-            row_count = replace_partition(conn, table, partition_key, path)
-    except (SourceFileError, FileNotFoundError) as error:
-        raise dg.Failure(description=str(error), metadata={"path": str(path)}) from error
+    """Replaces the partition's rows in `table` with its file's rows, and checks what landed."""
+    path = _arrived_file(source_folder, partition_key)
+    with duckdb.get_connection() as conn:
+        try:
+            loaded: LoadResult = replace_partition(conn, table, partition_key, path)
+        except SourceFileError as error:
+            raise _bad_file(error) from error
+        (non_positive,) = conn.execute(
+            f"SELECT count(*) FROM {table.value} WHERE partition_key = ? AND share_price <= 0",
+            [partition_key],
+        ).fetchone()
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": row_count,
+            "dagster/row_count": loaded.row_count,
             "dagster/table_name": f"{duckdb.path.stem}.main.{table.value}",
             "path": dg.MetadataValue.path(str(path)),
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="share_price_is_positive",
+                passed=non_positive == 0,
+                metadata={"non_positive_rows": non_positive},
+            ),
+            dg.AssetCheckResult(
+                check_name="row_count_matches_file",
+                passed=loaded.row_count == loaded.file_rows,
+                metadata={"table_rows": loaded.row_count, "file_rows": loaded.file_rows},
+            ),
+        ],
     )
 
 
@@ -75,6 +130,8 @@ def import_partition_file(
     deps=[import_partition_file],
     group_name="scheduled_etl",
     kinds={"duckdb"},
+    pool=DUCKDB_WRITE_POOL,
+    check_specs=_load_checks("duckdb_partition_table"),
 )
 def duckdb_partition_table(
     context: dg.AssetExecutionContext, source_folder: SourceFolder, duckdb: StagingDatabase
@@ -96,6 +153,8 @@ def import_dynamic_partition_file(
     deps=[import_dynamic_partition_file],
     group_name="event_driven_etl",
     kinds={"duckdb"},
+    pool=DUCKDB_WRITE_POOL,
+    check_specs=_load_checks("duckdb_dynamic_partition_table"),
 )
 def duckdb_dynamic_partition_table(
     context: dg.AssetExecutionContext, source_folder: SourceFolder, duckdb: StagingDatabase

@@ -43,6 +43,7 @@ class SourceFolder(dg.ConfigurableResource):
             raise dg.Failure(
                 description=f"Partition key {partition_key!r} cannot name a source file: {problem}.",
                 metadata={"partition_key": partition_key, "source_dir": str(self.path)},
+                allow_retries=False,
             )
         return self.path / file_name_for_key(partition_key)
 

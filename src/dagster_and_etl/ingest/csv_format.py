@@ -21,7 +21,10 @@ def header_problem(first_line: bytes) -> str | None:
     try:
         text = first_line.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return "its header is not UTF-8 text"
+        return "its first line is not UTF-8 text, so not the expected header"
+    text = text.rstrip("\r\n")
+    if not text.isprintable():
+        return f"its first line is not a CSV header: {text[:60]!r}"
     found = next(csv.reader(io.StringIO(text)), [])
     if tuple(found) == COLUMN_NAMES:
         return None

@@ -1,13 +1,18 @@
 """Loading a partition's CSV file into its DuckDB table, replacing that partition's rows atomically."""
 
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 import duckdb
 
-from dagster_and_etl.ingest.csv_format import header_problem
+from dagster_and_etl.ingest.source_file_scan import FileVersion, SourceFileError, count_data_rows
 
 SQL_DIR = Path(__file__).parent / "sql"
+# How often a load starts again when the file changes while it is read, before giving up.
+ATTEMPTS_WHILE_CHANGING = 3
+# How many of a file's bad lines an error lists.
+ERRORS_SHOWN = 5
 
 
 class RawTable(StrEnum):
@@ -17,42 +22,85 @@ class RawTable(StrEnum):
     DYNAMIC = "raw_dynamic_partition_data"
 
 
-class SourceFileError(ValueError):
-    """A source file that cannot be loaded, with the file and what is wrong in the message."""
+class FileChangedError(SourceFileError):
+    """The file kept changing while it was being loaded."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    row_count: int  # rows now in the table for the partition
+    file_rows: int  # data rows counted in the file, independently of DuckDB
+    version: FileVersion  # the version of the file that was loaded
 
 
 def _sql(name: str, table: RawTable) -> str:
     return (SQL_DIR / name).read_text().replace("{table}", RawTable(table).value)
 
 
-def check_header(csv_path: Path) -> None:
-    """Fails unless the file's first line names the expected columns in order."""
-    with csv_path.open("rb") as source:
-        problem = header_problem(source.readline())
-    if problem is not None:
-        raise SourceFileError(f"{csv_path} cannot be loaded: {problem}")
+def _first_paragraph(error: Exception) -> str:
+    """DuckDB's own message without its generic advice, which names options this loader sets on purpose."""
+    return str(error).split("\n\n")[0].replace("\n", " ").strip()
 
 
-def replace_partition(
-    conn: duckdb.DuckDBPyConnection, table: RawTable, partition_key: str, csv_path: Path
-) -> int:
-    """Replaces `partition_key`'s rows in `table` with the rows of `csv_path`, in one transaction.
+def _shortened(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
-    Returns the number of rows loaded. On any error the transaction is rolled back, so the partition
-    keeps exactly the rows it had and no other partition is touched.
-    """
-    check_header(csv_path)
+
+def _load_once(
+    conn: duckdb.DuckDBPyConnection, table: RawTable, partition_key: str, path: Path
+) -> LoadResult:
+    before = FileVersion.of(path)
+    file_rows = count_data_rows(path)
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.execute(_sql("create_raw_table.sql", table))
+        conn.execute("DROP TABLE IF EXISTS temp.load_rejects")
+        conn.execute("DROP TABLE IF EXISTS temp.load_reject_scans")
         conn.execute(f"DELETE FROM {RawTable(table).value} WHERE partition_key = ?", [partition_key])
-        conn.execute(_sql("insert_partition.sql", table), [partition_key, str(csv_path)])
-        (row_count,) = conn.fetchone() or (0,)
+        (row_count,) = conn.execute(
+            _sql("insert_partition.sql", table), [partition_key, str(path)]
+        ).fetchone()
+        rejects = conn.execute(
+            "SELECT line, column_name, error_type, error_message FROM temp.load_rejects ORDER BY line"
+        ).fetchall()
+        if rejects:
+            errors = [
+                {"line": line, "column": column, "error": error_type, "message": _shortened(message)}
+                for line, column, error_type, message in rejects
+            ]
+            shown = "; ".join(
+                f"line {e['line']}" + (f", column {e['column']}" if e["column"] else "") + f": {e['message']}"
+                for e in errors[:ERRORS_SHOWN]
+            )
+            more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
+            raise SourceFileError(path, f"{len(errors)} bad line(s): {shown}{more}", errors)
+        if FileVersion.of(path) != before:
+            raise FileChangedError(path, "the file changed while it was being loaded")
         conn.execute("COMMIT")
+    except duckdb.ConstraintException as error:
+        conn.execute("ROLLBACK")
+        raise SourceFileError(path, f"a value is missing: {_first_paragraph(error)}") from error
     except duckdb.Error as error:
         conn.execute("ROLLBACK")
-        raise SourceFileError(f"{csv_path} cannot be loaded: {error}") from error
+        raise SourceFileError(path, _first_paragraph(error)) from error
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return row_count
+    return LoadResult(row_count=row_count, file_rows=file_rows, version=before)
+
+
+def replace_partition(
+    conn: duckdb.DuckDBPyConnection, table: RawTable, partition_key: str, path: Path
+) -> LoadResult:
+    """Replaces `partition_key`'s rows in `table` with the rows of the file at `path`, in one transaction.
+
+    The file is checked first (header, encoding); any bad line, missing value or a change to the file
+    during the load rolls the transaction back, so the partition keeps exactly the rows it had and no
+    other partition is touched. A file replaced during the load is loaded again, whole.
+    """
+    for _ in range(ATTEMPTS_WHILE_CHANGING - 1):
+        try:
+            return _load_once(conn, table, partition_key, path)
+        except FileChangedError:
+            continue
+    return _load_once(conn, table, partition_key, path)

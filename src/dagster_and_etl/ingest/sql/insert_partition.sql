@@ -1,4 +1,5 @@
--- Parameters: the partition key, then the path of its CSV file.
+-- Parameters: the partition key, then the path of its CSV file. Bad lines are not loaded but listed in
+-- temp.load_rejects, and any there make the caller roll the whole load back.
 INSERT INTO {table}
 SELECT date, share_price, amount, spend, shift, spread, ?::VARCHAR AS partition_key
 FROM read_csv(
@@ -11,6 +12,9 @@ FROM read_csv(
     strict_mode = true,
     null_padding = false,
     dateformat = '%Y/%m/%d',
+    store_rejects = true,
+    rejects_table = 'load_rejects',
+    rejects_scan = 'load_reject_scans',
     columns = {
         'date': 'DATE',
         'share_price': 'DECIMAL(18, 4)',
