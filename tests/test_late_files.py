@@ -1,0 +1,79 @@
+"""A scheduled run whose file is late retries by itself, loads the file when it comes, or gives up."""
+
+import threading
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from dagster_and_etl.defs import assets
+from dagster_and_etl.defs.jobs import LATE_FILE_RETRY_POLICY
+from dagster_and_etl.sample_data import sample_csv
+from tests.support import write_source_file
+
+DAY = "2018-01-22"
+
+
+def job_with_retries(defs: dg.Definitions, policy: dg.RetryPolicy) -> dg.JobDefinition:
+    """The daily pipeline with a quicker retry policy, so a test does not wait hours."""
+    job = dg.define_asset_job(
+        "late_file_test_job",
+        selection=[assets.import_partition_file, assets.duckdb_partition_table],
+        op_retry_policy=policy,
+    )
+    return dg.Definitions(
+        assets=[assets.import_partition_file, assets.duckdb_partition_table],
+        jobs=[job],
+        resources=defs.resources,
+    ).resolve_job_def(job.name)
+
+
+def retry_events(result: dg.ExecuteInProcessResult) -> list[dg.DagsterEvent]:
+    return [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+
+
+def test_daily_job_retries_a_late_file_with_backoff_for_about_two_hours(defs) -> None:
+    job = defs.resolve_job_def("import_partition_job")
+    assert job._op_retry_policy == LATE_FILE_RETRY_POLICY
+    delays = [
+        LATE_FILE_RETRY_POLICY.calculate_delay(n) for n in range(1, LATE_FILE_RETRY_POLICY.max_retries + 1)
+    ]
+    assert delays == sorted(delays) and delays[0] == 60  # backing off, the first retry a minute later
+    minutes = sum(delays) / 60
+    # The lesson's case: due at 05:00, run at 05:15, the file comes at 05:45; still loaded on a retry.
+    assert 90 <= minutes <= 150
+
+
+def test_late_file_is_loaded_by_a_retry_once_it_arrives(
+    defs, instance, source_dir: Path, duckdb_path: Path
+) -> None:
+    job = job_with_retries(defs, dg.RetryPolicy(max_retries=5, delay=1))
+    arrival = threading.Timer(1.5, write_source_file, args=(source_dir, f"{DAY}.csv", sample_csv(seed=3)))
+    arrival.start()
+    try:
+        result = job.execute_in_process(partition_key=DAY, instance=instance, raise_on_error=False)
+    finally:
+        arrival.join()
+
+    assert result.success
+    assert len(retry_events(result)) >= 1
+    error, first_failure = retry_events(result)[0].event_specific_data.error, ""
+    while error is not None:  # the policy's retry wraps the asset's failure
+        first_failure, error = first_failure + error.message, error.cause
+    assert f"{DAY}.csv has not arrived in {source_dir}" in first_failure
+    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM raw_partition_data").fetchone() == (10,)
+
+
+def test_file_that_never_arrives_fails_for_good_after_the_retries(defs, instance, source_dir: Path) -> None:
+    job = job_with_retries(defs, dg.RetryPolicy(max_retries=2, delay=0.2))
+
+    result = job.execute_in_process(partition_key=DAY, instance=instance, raise_on_error=False)
+
+    assert not result.success
+    assert len(retry_events(result)) == 2
+    (failure,) = result.get_step_failure_events()
+    assert failure.step_key == "import_partition_file"
+    assert failure.step_failure_data.user_failure_data.description == (
+        f"{DAY}.csv has not arrived in {source_dir}."
+    )
