@@ -13,7 +13,7 @@ import dagster as dg
 
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
 from dagster_and_etl.defs.resources import SourceFolder, StagingDatabase
-from dagster_and_etl.ingest.duckdb_load import LoadResult, RawTable, replace_partition
+from dagster_and_etl.ingest.duckdb_load import FileChangedError, LoadResult, RawTable, replace_partition
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
 
 # DuckDB lets one process write to a database file at a time: the loads queue for this pool, whose
@@ -90,8 +90,15 @@ def _load_partition(
     with duckdb.get_connection() as conn:
         try:
             loaded: LoadResult = replace_partition(conn, table, partition_key, path)
+        except FileChangedError as error:
+            raise dg.Failure(description=f"{error} on every attempt.", allow_retries=True) from error
         except SourceFileError as error:
             raise _bad_file(error) from error
+        except FileNotFoundError as error:
+            raise dg.Failure(
+                description=f"{path.name} disappeared from {source_folder.path} while it was being loaded.",
+                metadata={"path": dg.MetadataValue.path(str(path))},
+            ) from error
         (non_positive,) = conn.execute(
             f"SELECT count(*) FROM {table.value} WHERE partition_key = ? AND share_price <= 0",
             [partition_key],

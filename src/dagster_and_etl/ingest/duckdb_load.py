@@ -46,45 +46,62 @@ def _shortened(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def _rejected_lines(conn: duckdb.DuckDBPyConnection, path: Path) -> SourceFileError | None:
+    """The lines DuckDB could not read in the last load, as one error naming each, or None."""
+    rejects = conn.execute(
+        "SELECT line, column_name, error_type, error_message FROM temp.load_rejects ORDER BY line"
+    ).fetchall()
+    if not rejects:
+        return None
+    errors = [
+        {"line": line, "column": column, "error": error_type, "message": _shortened(message)}
+        for line, column, error_type, message in rejects
+    ]
+    shown = "; ".join(
+        f"line {e['line']}" + (f", column {e['column']}" if e["column"] else "") + f": {e['message']}"
+        for e in errors[:ERRORS_SHOWN]
+    )
+    more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
+    return SourceFileError(path, f"{len(errors)} bad line(s): {shown}{more}", errors)
+
+
+def _has_changed(path: Path, before: FileVersion) -> bool:
+    try:
+        return FileVersion.of(path) != before
+    except FileNotFoundError:
+        return True
+
+
 def _load_once(
     conn: duckdb.DuckDBPyConnection, table: RawTable, partition_key: str, path: Path
 ) -> LoadResult:
     before = FileVersion.of(path)
-    file_rows = count_data_rows(path)
     conn.execute("BEGIN TRANSACTION")
     try:
+        file_rows = count_data_rows(path)
         conn.execute(_sql("create_raw_table.sql", table))
         conn.execute("DROP TABLE IF EXISTS temp.load_rejects")
         conn.execute("DROP TABLE IF EXISTS temp.load_reject_scans")
         conn.execute(f"DELETE FROM {RawTable(table).value} WHERE partition_key = ?", [partition_key])
-        (row_count,) = conn.execute(
-            _sql("insert_partition.sql", table), [partition_key, str(path)]
-        ).fetchone()
-        rejects = conn.execute(
-            "SELECT line, column_name, error_type, error_message FROM temp.load_rejects ORDER BY line"
-        ).fetchall()
-        if rejects:
-            errors = [
-                {"line": line, "column": column, "error": error_type, "message": _shortened(message)}
-                for line, column, error_type, message in rejects
-            ]
-            shown = "; ".join(
-                f"line {e['line']}" + (f", column {e['column']}" if e["column"] else "") + f": {e['message']}"
-                for e in errors[:ERRORS_SHOWN]
-            )
-            more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
-            raise SourceFileError(path, f"{len(errors)} bad line(s): {shown}{more}", errors)
-        if FileVersion.of(path) != before:
+        insert = conn.execute(_sql("insert_partition.sql", table), [partition_key, str(path)])
+        (row_count,) = insert.fetchone()
+        rejected = _rejected_lines(conn, path)
+        if rejected is not None:
+            raise rejected
+        if _has_changed(path, before):
             raise FileChangedError(path, "the file changed while it was being loaded")
         conn.execute("COMMIT")
-    except duckdb.ConstraintException as error:
+    except BaseException as error:
         conn.execute("ROLLBACK")
-        raise SourceFileError(path, f"a value is missing: {_first_paragraph(error)}") from error
-    except duckdb.Error as error:
-        conn.execute("ROLLBACK")
-        raise SourceFileError(path, _first_paragraph(error)) from error
-    except BaseException:
-        conn.execute("ROLLBACK")
+        if isinstance(error, FileChangedError) or not isinstance(error, SourceFileError | duckdb.Error):
+            raise
+        # What looks like a bad file may be a file caught half-way through being rewritten.
+        if _has_changed(path, before):
+            raise FileChangedError(path, "the file changed while it was being loaded") from error
+        if isinstance(error, duckdb.ConstraintException):
+            raise SourceFileError(path, f"a value is missing: {_first_paragraph(error)}") from error
+        if isinstance(error, duckdb.Error):
+            raise SourceFileError(path, _first_paragraph(error)) from error
         raise
     return LoadResult(row_count=row_count, file_rows=file_rows, version=before)
 
