@@ -59,13 +59,24 @@ class StagingDatabase(dg.ConfigurableResource):
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection that is closed however the block ends, releasing the file's write lock."""
+        """A connection that is closed however the block ends, releasing the file's write lock.
+
+        Opening waits, with backoff, for another process that holds the file; if it never lets go the
+        run fails saying so, and Dagster may retry it.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with DuckDBResource(database=str(self.path)).get_connection() as conn:
-            try:
-                yield conn
-            finally:
-                conn.close()
+        opener = DuckDBResource(database=str(self.path)).get_connection()
+        try:
+            conn = opener.__enter__()
+        except duckdb.IOException as error:
+            raise dg.Failure(
+                description=f"The DuckDB database {self.path} is held by another process: {error}",
+                metadata={"database": str(self.path)},
+            ) from error
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
 @dg.definitions
