@@ -35,10 +35,13 @@ def duckdb_path(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def settings(monkeypatch: pytest.MonkeyPatch, source_dir: Path, duckdb_path: Path) -> None:
-    """Points every setting at this test's own folder and database; files settle at once."""
+    """Points every setting at this test's own folder and database; files settle at once, and the
+    sensor requests one run per file unless a test asks for batches."""
     monkeypatch.setenv("SOURCE_DIR", str(source_dir))
     monkeypatch.setenv("DUCKDB_DATABASE", str(duckdb_path))
     monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "0")
+    monkeypatch.setenv("SENSOR_MAX_BATCH", "1")
+    monkeypatch.delenv("SENSOR_MAX_RUNS_PER_TICK", raising=False)
 
 
 @pytest.fixture

@@ -50,6 +50,18 @@ class SensorTicks:
         self.results.append(result)
         return result
 
+    def keys_of(self, result: dg.SensorResult) -> list[str]:
+        """Every partition key the result's runs cover, expanding key ranges in registration order."""
+        order = self.registered_keys
+        keys = []
+        for request in result.run_requests or []:
+            if request.partition_key is not None:
+                keys.append(request.partition_key)
+            else:
+                key_range = request.partition_key_range
+                keys += order[order.index(key_range.start) : order.index(key_range.end) + 1]
+        return keys
+
     @property
     def registered_keys(self) -> list[str]:
         return list(self.instance.get_dynamic_partitions(dynamic_partitions_def.name))

@@ -73,7 +73,12 @@ BAD_FILES = {
     "missing_value": (
         HEADER + "\n" + GOOD_ROW.replace('"264.7700"', '""'),
         "duckdb_partition_table",
-        ["a value is missing", "share_price"],
+        ["a value is missing or out of range", "share_price"],
+    ),
+    "year_of_two_digits": (
+        HEADER + "\n" + GOOD_ROW.replace('"2018/09/28"', '"18/09/28"'),
+        "duckdb_partition_table",
+        ["out of range", "CHECK"],
     ),
     "row_with_too_few_values": (
         HEADER + "\n" + GOOD_ROW + "\n" + GOOD_ROW.rsplit(",", 1)[0],

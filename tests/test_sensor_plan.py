@@ -36,11 +36,11 @@ def test_file_is_settled_only_once_unchanged_for_the_settle_window_and_the_slack
 def test_horizon_follows_the_clock_and_never_moves_back(source_dir: Path) -> None:
     listing = list_source_files(source_dir)
     now_ns = time.time_ns()
-    plan = plan_tick(listing, set(), SensorCursor(), now_ns, 5 * SECOND)
+    plan = plan_tick(listing, [], SensorCursor(), now_ns, 5 * SECOND)
     assert plan.cursor.horizon_ns == now_ns - 5 * SECOND - TIMESTAMP_SLACK_NS
 
     # A longer settle window set later does not move the horizon back over changes already handled.
-    later = plan_tick(listing, set(), plan.cursor, now_ns + SECOND, 60 * SECOND)
+    later = plan_tick(listing, [], plan.cursor, now_ns + SECOND, 60 * SECOND)
     assert later.cursor == plan.cursor
 
 
@@ -55,7 +55,7 @@ def test_registered_unchanged_file_is_not_requested_but_a_registered_changed_one
     cursor = SensorCursor(horizon_ns=changed["old"])
     now_ns = changed["new"] + 10 * SECOND
 
-    plan = plan_tick(listing, {"old", "new"}, cursor, now_ns, 0)
+    plan = plan_tick(listing, ["old", "new"], cursor, now_ns, 0)
     assert keys(plan.to_request) == ["new"]
     assert plan.new_partition_keys == []
 
@@ -65,7 +65,7 @@ def test_unregistered_file_is_requested_whatever_its_timestamps(source_dir: Path
     listing = list_source_files(source_dir)
     now_ns = listing.files[0].changed_ns + 10 * SECOND
     cursor = SensorCursor(horizon_ns=now_ns - SECOND)  # everything up to now is "seen"
-    plan = plan_tick(listing, set(), cursor, now_ns, 0)
+    plan = plan_tick(listing, [], cursor, now_ns, 0)
     assert keys(plan.to_request) == ["late"]
     assert plan.new_partition_keys == ["late"]
 
@@ -81,7 +81,7 @@ def test_skip_reason_tells_idle_settling_and_unsafe_folders_apart(source_dir: Pa
     write_source_file(source_dir, "bad\x01name.csv")
     listing = list_source_files(source_dir)
     now_ns = listing.files[0].changed_ns  # nothing has settled yet
-    plan = plan_tick(listing, set(), SensorCursor(), now_ns, 0)
+    plan = plan_tick(listing, [], SensorCursor(), now_ns, 0)
     reason = plan.skip_reason("/src")
     assert reason == (
         "No new or modified files in /src; 1 file(s) still settling; "

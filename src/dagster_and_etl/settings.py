@@ -13,6 +13,8 @@ DEFAULTS = {
     "SOURCE_DIR": "data/source",
     "DUCKDB_DATABASE": "data/staging/data.duckdb",
     "SENSOR_SETTLE_SECONDS": "5",
+    "SENSOR_MAX_BATCH": "500",
+    "SENSOR_MAX_RUNS_PER_TICK": "20",
 }
 
 
@@ -44,3 +46,15 @@ def read_seconds_setting(name: str, override: float | None = None) -> float:
     if not seconds >= 0:  # also rejects NaN
         raise ValueError(f"{name} must be zero or more seconds, got {raw!r}")
     return seconds
+
+
+def read_count_setting(name: str, override: int | None = None) -> int:
+    """A whole number of at least 1, with the setting's name in the error when it is not one."""
+    raw = str(override) if override is not None else read_setting(name)
+    try:
+        count = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if count < 1:
+        raise ValueError(f"{name} must be at least 1, got {raw!r}")
+    return count

@@ -13,7 +13,7 @@ import dagster as dg
 
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
 from dagster_and_etl.defs.resources import SourceFolder, StagingDatabase
-from dagster_and_etl.ingest.duckdb_load import FileChangedError, LoadResult, RawTable, replace_partition
+from dagster_and_etl.ingest.duckdb_load import FileChangedError, LoadResult, RawTable, replace_partitions
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
 
 # DuckDB lets one process write to a database file at a time: the loads queue for this pool, whose
@@ -49,22 +49,48 @@ def _arrived_file(source_folder: SourceFolder, partition_key: str) -> Path:
     return path
 
 
-def _check_source_file(source_folder: SourceFolder, partition_key: str) -> dg.MaterializeResult:
-    """Fails unless the partition's file has arrived with the expected header, as UTF-8 text."""
-    path = _arrived_file(source_folder, partition_key)
-    try:
-        data_rows = count_data_rows(path)
-    except SourceFileError as error:
-        raise _bad_file(error) from error
-    file_stat = path.stat()
+def _file_rows_table(rows: list[tuple]) -> dg.MetadataValue:
+    """A markdown table of the run's files, at most the first 50."""
+    lines = ["| partition | path | size (bytes) | modified | data rows |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {' | '.join(str(value) for value in row)} |" for row in rows[:50]]
+    if len(rows) > 50:
+        lines.append(f"| … {len(rows) - 50} more | | | | |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def _check_source_files(source_folder: SourceFolder, partition_keys: list[str]) -> dg.MaterializeResult:
+    """Fails unless every partition's file has arrived with the expected header, as UTF-8 text."""
+    described = []
+    for partition_key in partition_keys:
+        path = _arrived_file(source_folder, partition_key)
+        try:
+            data_rows = count_data_rows(path)
+        except SourceFileError as error:
+            raise _bad_file(error) from error
+        file_stat = path.stat()
+        modified = dt.datetime.fromtimestamp(file_stat.st_mtime, tz=dt.UTC)
+        described.append((partition_key, path, file_stat.st_size, modified, data_rows))
+    if len(described) == 1:
+        ((_, path, size, modified, data_rows),) = described
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(path)),
+                "size_bytes": size,
+                "modified_at": dg.MetadataValue.timestamp(modified),
+                "data_rows": data_rows,
+            }
+        )
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(path)),
-            "size_bytes": file_stat.st_size,
-            "modified_at": dg.MetadataValue.timestamp(
-                dt.datetime.fromtimestamp(file_stat.st_mtime, tz=dt.UTC)
+            "files": len(described),
+            "size_bytes": sum(row[2] for row in described),
+            "data_rows": sum(row[4] for row in described),
+            "file_list": _file_rows_table(
+                [
+                    (key, path, size, f"{modified:%Y-%m-%d %H:%M:%S}", rows)
+                    for key, path, size, modified, rows in described
+                ]
             ),
-            "data_rows": data_rows,
         }
     )
 
@@ -82,33 +108,41 @@ def _load_checks(asset_name: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _load_partition(
-    source_folder: SourceFolder, duckdb: StagingDatabase, table: RawTable, partition_key: str
+def _load_partitions(
+    source_folder: SourceFolder, duckdb: StagingDatabase, table: RawTable, partition_keys: list[str]
 ) -> dg.MaterializeResult:
-    """Replaces the partition's rows in `table` with its file's rows, and checks what landed."""
-    path = _arrived_file(source_folder, partition_key)
+    """Replaces the partitions' rows in `table` with their files' rows, in one transaction, and checks
+    what landed."""
+    files = {partition_key: _arrived_file(source_folder, partition_key) for partition_key in partition_keys}
     with duckdb.get_connection() as conn:
         try:
-            loaded: LoadResult = replace_partition(conn, table, partition_key, path)
+            loaded: dict[str, LoadResult] = replace_partitions(conn, table, files)
         except FileChangedError as error:
             raise dg.Failure(description=f"{error} on every attempt.", allow_retries=True) from error
         except SourceFileError as error:
             raise _bad_file(error) from error
         except FileNotFoundError as error:
             raise dg.Failure(
-                description=f"{path.name} disappeared from {source_folder.path} while it was being loaded.",
-                metadata={"path": dg.MetadataValue.path(str(path))},
+                description=f"{Path(error.filename).name} disappeared from {source_folder.path}"
+                " while it was being loaded.",
+                metadata={"path": dg.MetadataValue.path(str(error.filename))},
             ) from error
         (non_positive,) = conn.execute(
-            f"SELECT count(*) FROM {table.value} WHERE partition_key = ? AND share_price <= 0",
-            [partition_key],
+            f"SELECT count(*) FROM {table.value} WHERE partition_key IN (SELECT unnest(?::VARCHAR[]))"
+            " AND share_price <= 0",
+            [partition_keys],
         ).fetchone()
+    mismatched = [key for key, result in loaded.items() if result.row_count != result.file_rows]
+    metadata: dict[str, object] = {
+        "dagster/row_count": sum(result.row_count for result in loaded.values()),
+        "dagster/table_name": f"{duckdb.path.stem}.main.{table.value}",
+    }
+    if len(files) == 1:
+        metadata["path"] = dg.MetadataValue.path(str(next(iter(files.values()))))
+    else:
+        metadata["partitions_loaded"] = len(files)
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": loaded.row_count,
-            "dagster/table_name": f"{duckdb.path.stem}.main.{table.value}",
-            "path": dg.MetadataValue.path(str(path)),
-        },
+        metadata=metadata,
         check_results=[
             dg.AssetCheckResult(
                 check_name="share_price_is_positive",
@@ -117,19 +151,28 @@ def _load_partition(
             ),
             dg.AssetCheckResult(
                 check_name="row_count_matches_file",
-                passed=loaded.row_count == loaded.file_rows,
-                metadata={"table_rows": loaded.row_count, "file_rows": loaded.file_rows},
+                passed=not mismatched,
+                metadata={
+                    "table_rows": sum(result.row_count for result in loaded.values()),
+                    "file_rows": sum(result.file_rows for result in loaded.values()),
+                    "mismatched_partitions": dg.MetadataValue.json(mismatched[:50]),
+                },
             ),
         ],
     )
 
 
-@dg.asset(partitions_def=daily_partitions_def, group_name="scheduled_etl", kinds={"csv"})
+@dg.asset(
+    partitions_def=daily_partitions_def,
+    group_name="scheduled_etl",
+    kinds={"csv"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
 def import_partition_file(
     context: dg.AssetExecutionContext, source_folder: SourceFolder
 ) -> dg.MaterializeResult:
     """The day's source file, `<SOURCE_DIR>/<date>.csv`, checked before it is loaded."""
-    return _check_source_file(source_folder, context.partition_key)
+    return _check_source_files(source_folder, context.partition_keys)
 
 
 @dg.asset(
@@ -138,21 +181,27 @@ def import_partition_file(
     group_name="scheduled_etl",
     kinds={"duckdb"},
     pool=DUCKDB_WRITE_POOL,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=_load_checks("duckdb_partition_table"),
 )
 def duckdb_partition_table(
     context: dg.AssetExecutionContext, source_folder: SourceFolder, duckdb: StagingDatabase
 ) -> dg.MaterializeResult:
     """Table `raw_partition_data`: each day's file, its rows replaced whenever the day is re-run."""
-    return _load_partition(source_folder, duckdb, RawTable.DAILY, context.partition_key)
+    return _load_partitions(source_folder, duckdb, RawTable.DAILY, context.partition_keys)
 
 
-@dg.asset(partitions_def=dynamic_partitions_def, group_name="event_driven_etl", kinds={"csv"})
+@dg.asset(
+    partitions_def=dynamic_partitions_def,
+    group_name="event_driven_etl",
+    kinds={"csv"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
 def import_dynamic_partition_file(
     context: dg.AssetExecutionContext, source_folder: SourceFolder
 ) -> dg.MaterializeResult:
     """A file that landed in the source folder, `<SOURCE_DIR>/<key>.csv`, checked before it is loaded."""
-    return _check_source_file(source_folder, context.partition_key)
+    return _check_source_files(source_folder, context.partition_keys)
 
 
 @dg.asset(
@@ -161,10 +210,11 @@ def import_dynamic_partition_file(
     group_name="event_driven_etl",
     kinds={"duckdb"},
     pool=DUCKDB_WRITE_POOL,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=_load_checks("duckdb_dynamic_partition_table"),
 )
 def duckdb_dynamic_partition_table(
     context: dg.AssetExecutionContext, source_folder: SourceFolder, duckdb: StagingDatabase
 ) -> dg.MaterializeResult:
     """Table `raw_dynamic_partition_data`: each file's rows, replaced when the file changes."""
-    return _load_partition(source_folder, duckdb, RawTable.DYNAMIC, context.partition_key)
+    return _load_partitions(source_folder, duckdb, RawTable.DYNAMIC, context.partition_keys)

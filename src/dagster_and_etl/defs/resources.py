@@ -15,7 +15,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_problem
-from dagster_and_etl.settings import read_path_setting, read_seconds_setting
+from dagster_and_etl.settings import read_count_setting, read_path_setting, read_seconds_setting
 
 
 class SourceFolder(dg.ConfigurableResource):
@@ -28,9 +28,26 @@ class SourceFolder(dg.ConfigurableResource):
         " Empty: $SENSOR_SETTLE_SECONDS, else 5.",
     )
 
+    max_batch: int | None = Field(
+        default=None,
+        description="The most files the sensor puts in one run. Empty: $SENSOR_MAX_BATCH, else 500.",
+    )
+    max_runs_per_tick: int | None = Field(
+        default=None,
+        description="The most runs one sensor tick requests. Empty: $SENSOR_MAX_RUNS_PER_TICK, else 20.",
+    )
+
     @property
     def path(self) -> Path:
         return read_path_setting("SOURCE_DIR", self.source_dir)
+
+    @property
+    def batch_size(self) -> int:
+        return read_count_setting("SENSOR_MAX_BATCH", self.max_batch)
+
+    @property
+    def runs_per_tick(self) -> int:
+        return read_count_setting("SENSOR_MAX_RUNS_PER_TICK", self.max_runs_per_tick)
 
     @property
     def settle_ns(self) -> int:

@@ -5,8 +5,20 @@ import dagster as dg
 from dagster_and_etl.defs import jobs
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
 from dagster_and_etl.defs.resources import SourceFolder
-from dagster_and_etl.ingest.sensor_plan import SensorCursor, plan_tick
+from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
 from dagster_and_etl.ingest.source_folder import list_source_files
+
+
+def _run_request(batch: RunBatch) -> dg.RunRequest:
+    if batch.first_key == batch.last_key:
+        return dg.RunRequest(run_key=batch.run_key, partition_key=batch.first_key)
+    return dg.RunRequest(
+        run_key=batch.run_key,
+        tags={
+            "dagster/asset_partition_range_start": batch.first_key,
+            "dagster/asset_partition_range_end": batch.last_key,
+        },
+    )
 
 
 @dg.sensor(
@@ -14,8 +26,8 @@ from dagster_and_etl.ingest.source_folder import list_source_files
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
-        "Watches SOURCE_DIR for new or modified CSV files, registers each as a dynamic partition"
-        " and requests one run per file version."
+        "Watches SOURCE_DIR for new or modified CSV files, registers each new one as a dynamic"
+        " partition and requests runs that load them in batches, each file version once."
     ),
 )
 def dynamic_sensor(context: dg.SensorEvaluationContext, source_folder: SourceFolder) -> dg.SensorResult:
@@ -26,20 +38,21 @@ def dynamic_sensor(context: dg.SensorEvaluationContext, source_folder: SourceFol
     listing = list_source_files(folder)
     plan = plan_tick(
         listing,
-        registered_keys=set(context.instance.get_dynamic_partitions(dynamic_partitions_def.name)),
+        registered_keys=context.instance.get_dynamic_partitions(dynamic_partitions_def.name),
         cursor=SensorCursor.parse(context.cursor),
         now_ns=now_ns,
         settle_ns=source_folder.settle_ns,
+        max_batch=source_folder.batch_size,
+        max_runs=source_folder.runs_per_tick,
     )
     for unsafe in plan.unsafe_names:
         context.log.warning(f"Skipped {unsafe.name!r} in {folder}: {unsafe.problem}.")
-    if not plan.to_request:
+    if plan.waiting:
+        context.log.info(f"{len(plan.waiting)} file(s) wait for the next tick: runs-per-tick limit reached.")
+    if not plan.batches:
         return dg.SensorResult(skip_reason=plan.skip_reason(str(folder)), cursor=plan.cursor.serialize())
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(run_key=source_file.version, partition_key=source_file.partition_key)
-            for source_file in plan.to_request
-        ],
+        run_requests=[_run_request(batch) for batch in plan.batches],
         dynamic_partitions_requests=(
             [dynamic_partitions_def.build_add_request(plan.new_partition_keys)]
             if plan.new_partition_keys

@@ -1,5 +1,6 @@
 """Loading a partition's CSV file into its DuckDB table, replacing that partition's rows atomically."""
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -42,82 +43,118 @@ def _first_paragraph(error: Exception) -> str:
     return str(error).split("\n\n")[0].replace("\n", " ").strip()
 
 
+def _file_named_in(error: Exception) -> Path | None:
+    """The file a DuckDB CSV error names in its details, if it names one."""
+    found = re.search(r"^\s*file = (.+)$", str(error), re.MULTILINE)
+    return Path(found.group(1).strip()) if found else None
+
+
 def _shortened(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _rejected_lines(conn: duckdb.DuckDBPyConnection, path: Path) -> SourceFileError | None:
-    """The lines DuckDB could not read in the last load, as one error naming each, or None."""
-    rejects = conn.execute(
-        "SELECT line, column_name, error_type, error_message FROM temp.load_rejects ORDER BY line"
-    ).fetchall()
+def _rejected_lines(conn: duckdb.DuckDBPyConnection) -> SourceFileError | None:
+    """The lines DuckDB could not read in the last load, as one error naming the files and lines."""
+    rejects = conn.execute((SQL_DIR / "rejected_lines.sql").read_text()).fetchall()
     if not rejects:
         return None
     errors = [
-        {"line": line, "column": column, "error": error_type, "message": _shortened(message)}
-        for line, column, error_type, message in rejects
+        {"file": file, "line": line, "column": column, "error": kind, "message": _shortened(message)}
+        for file, line, column, kind, message in rejects
     ]
+    first_file = errors[0]["file"]
+    in_first = [e for e in errors if e["file"] == first_file]
     shown = "; ".join(
         f"line {e['line']}" + (f", column {e['column']}" if e["column"] else "") + f": {e['message']}"
-        for e in errors[:ERRORS_SHOWN]
+        for e in in_first[:ERRORS_SHOWN]
     )
-    more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
-    return SourceFileError(path, f"{len(errors)} bad line(s): {shown}{more}", errors)
+    more = f" (and {len(in_first) - ERRORS_SHOWN} more)" if len(in_first) > ERRORS_SHOWN else ""
+    others = sorted({e["file"] for e in errors} - {first_file})
+    also = f"; {len(others)} other file(s) have bad lines too: {', '.join(others[:5])}" if others else ""
+    return SourceFileError(Path(first_file), f"{len(in_first)} bad line(s): {shown}{more}{also}", errors)
 
 
-def _has_changed(path: Path, before: FileVersion) -> bool:
-    try:
-        return FileVersion.of(path) != before
-    except FileNotFoundError:
-        return True
+def _changed_files(versions: dict[Path, FileVersion]) -> list[Path]:
+    changed = []
+    for path, before in versions.items():
+        try:
+            if FileVersion.of(path) != before:
+                changed.append(path)
+        except FileNotFoundError:
+            changed.append(path)
+    return changed
 
 
 def _load_once(
-    conn: duckdb.DuckDBPyConnection, table: RawTable, partition_key: str, path: Path
-) -> LoadResult:
-    before = FileVersion.of(path)
+    conn: duckdb.DuckDBPyConnection, table: RawTable, files: dict[str, Path]
+) -> dict[str, LoadResult]:
+    versions = {path: FileVersion.of(path) for path in files.values()}
     conn.execute("BEGIN TRANSACTION")
     try:
-        file_rows = count_data_rows(path)
+        file_rows = {key: count_data_rows(path) for key, path in files.items()}
         conn.execute(_sql("create_raw_table.sql", table))
         conn.execute("DROP TABLE IF EXISTS temp.load_rejects")
         conn.execute("DROP TABLE IF EXISTS temp.load_reject_scans")
-        conn.execute(f"DELETE FROM {RawTable(table).value} WHERE partition_key = ?", [partition_key])
-        insert = conn.execute(_sql("insert_partition.sql", table), [partition_key, str(path)])
-        (row_count,) = insert.fetchone()
-        rejected = _rejected_lines(conn, path)
+        paths = [str(path) for path in files.values()]
+        conn.execute((SQL_DIR / "stage_load_files.sql").read_text(), [paths, list(files)])
+        name = RawTable(table).value
+        conn.execute(f"DELETE FROM {name} WHERE partition_key IN (SELECT partition_key FROM load_files)")
+        conn.execute(_sql("insert_partitions.sql", table), [paths])
+        row_counts = dict(
+            conn.execute(
+                f"SELECT partition_key, count(*) FROM {name}"
+                " WHERE partition_key IN (SELECT partition_key FROM load_files) GROUP BY ALL"
+            ).fetchall()
+        )
+        rejected = _rejected_lines(conn)
         if rejected is not None:
             raise rejected
-        if _has_changed(path, before):
-            raise FileChangedError(path, "the file changed while it was being loaded")
+        changed = _changed_files(versions)
+        if changed:
+            raise FileChangedError(changed[0], "the file changed while it was being loaded")
         conn.execute("COMMIT")
     except BaseException as error:
         conn.execute("ROLLBACK")
         if isinstance(error, FileChangedError) or not isinstance(error, SourceFileError | duckdb.Error):
             raise
         # What looks like a bad file may be a file caught half-way through being rewritten.
-        if _has_changed(path, before):
-            raise FileChangedError(path, "the file changed while it was being loaded") from error
+        changed = _changed_files(versions)
+        if changed:
+            raise FileChangedError(changed[0], "the file changed while it was being loaded") from error
+        if isinstance(error, SourceFileError):
+            raise
+        path = _file_named_in(error) or next(iter(files.values()))
         if isinstance(error, duckdb.ConstraintException):
-            raise SourceFileError(path, f"a value is missing: {_first_paragraph(error)}") from error
-        if isinstance(error, duckdb.Error):
-            raise SourceFileError(path, _first_paragraph(error)) from error
-        raise
-    return LoadResult(row_count=row_count, file_rows=file_rows, version=before)
+            raise SourceFileError(
+                path, f"a value is missing or out of range: {_first_paragraph(error)}"
+            ) from error
+        raise SourceFileError(path, _first_paragraph(error)) from error
+    return {
+        key: LoadResult(row_count=row_counts.get(key, 0), file_rows=file_rows[key], version=versions[path])
+        for key, path in files.items()
+    }
+
+
+def replace_partitions(
+    conn: duckdb.DuckDBPyConnection, table: RawTable, files: dict[str, Path]
+) -> dict[str, LoadResult]:
+    """Replaces each partition's rows in `table` with the rows of its file, all in one transaction.
+
+    `files` maps partition keys to their files. They are checked first (header, encoding); any bad
+    line, missing value or a change to a file during the load rolls the whole transaction back, so every
+    partition keeps exactly the rows it had and no other partition is touched. Files replaced during
+    the load are loaded again, whole.
+    """
+    for _ in range(ATTEMPTS_WHILE_CHANGING - 1):
+        try:
+            return _load_once(conn, table, files)
+        except FileChangedError:
+            continue
+    return _load_once(conn, table, files)
 
 
 def replace_partition(
     conn: duckdb.DuckDBPyConnection, table: RawTable, partition_key: str, path: Path
 ) -> LoadResult:
-    """Replaces `partition_key`'s rows in `table` with the rows of the file at `path`, in one transaction.
-
-    The file is checked first (header, encoding); any bad line, missing value or a change to the file
-    during the load rolls the transaction back, so the partition keeps exactly the rows it had and no
-    other partition is touched. A file replaced during the load is loaded again, whole.
-    """
-    for _ in range(ATTEMPTS_WHILE_CHANGING - 1):
-        try:
-            return _load_once(conn, table, partition_key, path)
-        except FileChangedError:
-            continue
-    return _load_once(conn, table, partition_key, path)
+    """Replaces one partition's rows with those of its file: `replace_partitions` for a single file."""
+    return replace_partitions(conn, table, {partition_key: path})[partition_key]

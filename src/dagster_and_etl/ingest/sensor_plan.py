@@ -5,13 +5,18 @@ tick moves it up to "now less the settle window", so its size never grows with t
 then requested when
 - their key is not yet a registered partition (new files, whatever their mtime says), or
 - they changed after the previous horizon (rewritten or replaced files).
-Files that changed after the new horizon are still settling and wait for a later tick. The run key is
-the file's version, so a lost or reset cursor asks again only for versions Dagster has already run
-under the same key, and Dagster skips them.
+Files that changed after the new horizon are still settling and wait for a later tick.
+
+Requested files are loaded in batches, one run each over a range of partition keys in the order the
+keys were registered (Dagster runs a contiguous range of dynamic partitions, not an arbitrary set). New
+keys are registered oldest file first at the end of that order, so a backlog of new files makes few,
+full batches. A run's key names the versions of every file in its range: the same versions, batched the
+same way, always give the same run key, and Dagster never starts a run key twice.
 """
 
+import hashlib
 import json
-from collections.abc import Collection
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dagster_and_etl.ingest.source_folder import FolderListing, SourceFile, UnsafeName
@@ -42,12 +47,38 @@ class SensorCursor:
 
 
 @dataclass(frozen=True)
+class RunBatch:
+    """One run: a range of registered partition keys whose files are all present and settled."""
+
+    first_key: str
+    last_key: str
+    files: list[SourceFile]  # every file in the range, in key order
+    requested: list[SourceFile]  # those among them that are new or changed
+
+    @property
+    def partition_keys(self) -> list[str]:
+        return [source_file.partition_key for source_file in self.files]
+
+    @property
+    def run_key(self) -> str:
+        versions = "\n".join(source_file.version for source_file in self.files)
+        digest = hashlib.sha256(versions.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        span = self.first_key if len(self.files) == 1 else f"{self.first_key}..{self.last_key}"
+        return f"{span}@{digest}"
+
+
+@dataclass(frozen=True)
 class TickPlan:
-    to_request: list[SourceFile]  # oldest first
-    new_partition_keys: list[str]  # keys of `to_request` not yet registered
+    batches: list[RunBatch]  # in key order, oldest new files last
+    new_partition_keys: list[str]  # to register, in this order, before the batches run
     settling: list[SourceFile]
     unsafe_names: list[UnsafeName]
+    waiting: list[SourceFile]  # new or changed, left for a later tick by the runs-per-tick limit
     cursor: SensorCursor
+
+    @property
+    def to_request(self) -> list[SourceFile]:
+        return [source_file for batch in self.batches for source_file in batch.requested]
 
     def skip_reason(self, folder: str) -> str:
         """Why this tick requests nothing, telling an idle folder from a busy or a troubled one."""
@@ -64,31 +95,84 @@ class TickPlan:
         return "; ".join(parts) + "."
 
 
+def _batches(
+    requested: list[tuple[int, SourceFile]], file_at: Sequence[SourceFile | None], max_batch: int
+) -> list[RunBatch]:
+    """Groups requested files, by key position, into ranges of at most `max_batch` keys with no gap:
+    every key inside a range has a settled file (unchanged ones are loaded again with the rest)."""
+    batches: list[RunBatch] = []
+    start = end = -1
+    chosen: list[SourceFile] = []
+
+    def close() -> None:
+        files = [source_file for source_file in file_at[start : end + 1] if source_file is not None]
+        batches.append(RunBatch(files[0].partition_key, files[-1].partition_key, files, chosen))
+
+    for position, source_file in requested:
+        extends = (
+            start >= 0
+            and position - start < max_batch
+            and all(file_at[between] is not None for between in range(end + 1, position))
+        )
+        if not extends:
+            if start >= 0:
+                close()
+            start, chosen = position, []
+        end = position
+        chosen = [*chosen, source_file]
+    if start >= 0:
+        close()
+    return batches
+
+
 def plan_tick(
     listing: FolderListing,
-    registered_keys: Collection[str],
+    registered_keys: Sequence[str],
     cursor: SensorCursor,
     now_ns: int,
     settle_ns: int,
+    max_batch: int = 1,
+    max_runs: int | None = None,
 ) -> TickPlan:
-    """Which files to request and register, which wait, and the cursor to store."""
+    """Which files to register and request, in which batches, which wait, and the cursor to store.
+
+    `registered_keys` are the dynamic partition keys in the order they were registered.
+    """
     horizon_ns = max(cursor.horizon_ns, now_ns - settle_ns - TIMESTAMP_SLACK_NS)
-    to_request: list[SourceFile] = []
+    position = {key: index for index, key in enumerate(registered_keys)}
+    settled: dict[str, SourceFile] = {}
     settling: list[SourceFile] = []
+    changed: list[SourceFile] = []
+    new: list[SourceFile] = []
     for source_file in listing.files:
         if source_file.changed_ns > horizon_ns:
             settling.append(source_file)
-        elif source_file.partition_key not in registered_keys or source_file.changed_ns > cursor.horizon_ns:
-            to_request.append(source_file)
-    to_request.sort(key=lambda source_file: (source_file.mtime_ns, source_file.name))
+            continue
+        settled[source_file.partition_key] = source_file
+        if source_file.partition_key not in position:
+            new.append(source_file)
+        elif source_file.changed_ns > cursor.horizon_ns:
+            changed.append(source_file)
+    new.sort(key=lambda source_file: (source_file.mtime_ns, source_file.name))
+
+    file_at: list[SourceFile | None] = [settled.get(key) for key in registered_keys] + new
+    requested = sorted((position[f.partition_key], f) for f in changed) + [
+        (len(registered_keys) + index, source_file) for index, source_file in enumerate(new)
+    ]
+    batches = _batches(requested, file_at, max_batch)
+    kept = batches if max_runs is None else batches[:max_runs]
+    waiting = [source_file for batch in batches[len(kept) :] for source_file in batch.requested]
+    # Changed files left waiting are found again only if the horizon stays below them; new ones are
+    # found again by their key, which is registered only once it is requested.
+    waiting_changed = [f.changed_ns for f in waiting if f.partition_key in position]
+    if waiting_changed:
+        horizon_ns = min(horizon_ns, min(waiting_changed) - 1)
+    requested_new = {f.partition_key for batch in kept for f in batch.requested} - position.keys()
     return TickPlan(
-        to_request=to_request,
-        new_partition_keys=[
-            source_file.partition_key
-            for source_file in to_request
-            if source_file.partition_key not in registered_keys
-        ],
+        batches=kept,
+        new_partition_keys=[f.partition_key for f in new if f.partition_key in requested_new],
         settling=settling,
         unsafe_names=listing.unsafe_names,
-        cursor=SensorCursor(horizon_ns),
+        waiting=waiting,
+        cursor=SensorCursor(max(horizon_ns, cursor.horizon_ns)),
     )

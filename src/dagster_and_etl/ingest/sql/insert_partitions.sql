@@ -1,9 +1,10 @@
--- Parameters: the partition key, then the path of its CSV file. Bad lines are not loaded but listed in
--- temp.load_rejects, and any there make the caller roll the whole load back.
+-- Parameter: the list of file paths, each mapped to its partition key in temp.load_files.
+-- Bad lines are not loaded but listed in temp.load_rejects; any there make the caller roll the load back.
 INSERT INTO {table}
-SELECT date, share_price, amount, spend, shift, spread, ?::VARCHAR AS partition_key
+SELECT src.date, src.share_price, src.amount, src.spend, src.shift, src.spread, files.partition_key
 FROM read_csv(
-    ?::VARCHAR,
+    ?::VARCHAR[],
+    filename = true,
     header = true,
     delim = ',',
     quote = '"',
@@ -23,4 +24,5 @@ FROM read_csv(
         'shift': 'DECIMAL(18, 4)',
         'spread': 'DECIMAL(18, 4)'
     }
-)
+) AS src
+JOIN temp.load_files AS files ON src.filename = files.path

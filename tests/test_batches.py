@@ -1,0 +1,173 @@
+"""Many partitions per run: the sensor turns a backlog into few runs, and one run loads many partitions."""
+
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dagster_and_etl.defs import assets
+from dagster_and_etl.ingest.sensor_plan import SensorCursor, plan_tick
+from dagster_and_etl.ingest.source_folder import list_source_files
+from dagster_and_etl.sample_data import HEADER, sample_csv
+from tests.support import SensorTicks, write_source_file
+
+SECOND = 1_000_000_000
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def write_backlog(folder: Path, count: int) -> list[str]:
+    """`count` small files whose mtimes run from oldest to newest in the order of the returned keys."""
+    keys = [f"file-{index:05d}" for index in range(count)]
+    for index, key in enumerate(reversed(keys)):  # written newest first, so name order != write order
+        path = folder / f"{key}.csv"
+        path.write_text(HEADER + "\n" + '"2018/09/28","1.0000","2.0000","3.0000","4.0000","5.0000"')
+        mtime = 1_500_000_000 + count - index
+        os.utime(path, (mtime, mtime))
+    return keys
+
+
+def settled_plan(folder: Path, registered: list[str], cursor: SensorCursor | None = None, **limits):
+    listing = list_source_files(folder)
+    now_ns = max(f.changed_ns for f in listing.files) + 10 * SECOND
+    return plan_tick(listing, registered, cursor or SensorCursor(), now_ns, 0, **limits)
+
+
+def test_backlog_becomes_full_batches_oldest_first(source_dir: Path) -> None:
+    keys = write_backlog(source_dir, 1_200)
+    plan = settled_plan(source_dir, [], max_batch=500)
+    assert [len(batch.files) for batch in plan.batches] == [500, 500, 200]
+    assert plan.new_partition_keys == keys  # registered oldest first
+    assert [key for batch in plan.batches for key in batch.partition_keys] == keys
+    assert [(b.first_key, b.last_key) for b in plan.batches] == [
+        ("file-00000", "file-00499"),
+        ("file-00500", "file-00999"),
+        ("file-01000", "file-01199"),
+    ]
+
+
+def test_runs_per_tick_limit_leaves_the_rest_for_the_next_tick(
+    source_dir: Path, sensor: SensorTicks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENSOR_MAX_BATCH", "100")
+    monkeypatch.setenv("SENSOR_MAX_RUNS_PER_TICK", "3")
+    keys = write_backlog(source_dir, 450)
+    time.sleep(1.2)
+
+    seen: list[str] = []
+    runs = []
+    for _ in range(3):
+        result = sensor.tick()
+        runs.append(len(result.run_requests or []))
+        seen += sensor.keys_of(result)
+    assert runs == [3, 2, 0]
+    assert seen == keys  # every file once, oldest first
+    assert sensor.registered_keys == keys
+
+
+def test_batch_run_keys_are_stable_for_the_same_file_versions(
+    source_dir: Path, sensor: SensorTicks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENSOR_MAX_BATCH", "100")
+    write_backlog(source_dir, 250)
+    time.sleep(1.2)
+    first = [request.run_key for request in sensor.tick().run_requests]
+    assert len(first) == len(set(first)) == 3
+
+    sensor.cursor = None  # lost: every file looks changed, batched the same way
+    again = sensor.tick()
+    assert [request.run_key for request in again.run_requests] == first
+    assert not again.dynamic_partitions_requests
+
+
+def test_changed_files_are_batched_over_ranges_without_gaps(source_dir: Path) -> None:
+    keys = write_backlog(source_dir, 10)
+    listing = list_source_files(source_dir)
+    horizon = max(f.changed_ns for f in listing.files)
+    for key in ("file-00002", "file-00004", "file-00008"):
+        (source_dir / f"{key}.csv").write_text(sample_csv(seed=1))
+    (source_dir / "file-00006.csv").unlink()  # a registered key without a file breaks a range
+
+    plan = settled_plan(source_dir, keys, cursor=SensorCursor(horizon), max_batch=100)
+
+    assert [(b.first_key, b.last_key) for b in plan.batches] == [
+        ("file-00002", "file-00004"),
+        ("file-00008", "file-00008"),
+    ]
+    assert [f.partition_key for f in plan.batches[0].requested] == ["file-00002", "file-00004"]
+    assert plan.batches[0].partition_keys == ["file-00002", "file-00003", "file-00004"]
+    assert plan.new_partition_keys == []
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    return {RANGE_START: first, RANGE_END: last}
+
+
+def table_counts(database: Path, table: str) -> dict[str, int]:
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return dict(conn.execute(f"SELECT partition_key, count(*) FROM {table} GROUP BY ALL").fetchall())
+
+
+def test_one_run_loads_a_range_of_dynamic_partitions_in_one_transaction(
+    defs, instance, source_dir: Path, duckdb_path: Path
+) -> None:
+    keys = ["a", "b", "c", "d"]
+    instance.add_dynamic_partitions("dynamic_partition", keys)
+    for seed, key in enumerate(keys):
+        write_source_file(source_dir, f"{key}.csv", sample_csv(seed=seed, rows=seed + 1))
+    job = defs.resolve_job_def("import_dynamic_partition_job")
+
+    result = job.execute_in_process(instance=instance, tags=range_tags("a", "c"))
+
+    assert result.success
+    assert table_counts(duckdb_path, "raw_dynamic_partition_data") == {"a": 1, "b": 2, "c": 3}
+    materialized = instance.get_materialized_partitions(assets.duckdb_dynamic_partition_table.key)
+    assert materialized == {"a", "b", "c"}
+
+
+def test_a_bad_file_fails_its_whole_batch_and_loads_none_of_it(
+    defs, instance, source_dir: Path, duckdb_path: Path
+) -> None:
+    keys = ["a", "b", "c"]
+    instance.add_dynamic_partitions("dynamic_partition", keys)
+    for seed, key in enumerate(keys):
+        write_source_file(source_dir, f"{key}.csv", sample_csv(seed=seed))
+    job = defs.resolve_job_def("import_dynamic_partition_job")
+    assert job.execute_in_process(instance=instance, tags=range_tags("a", "c")).success
+    before = table_counts(duckdb_path, "raw_dynamic_partition_data")
+
+    write_source_file(source_dir, "a.csv", sample_csv(seed=7, rows=3))
+    bad = write_source_file(source_dir, "b.csv", HEADER + '\n"2018/13/01","1.0","1.0","1.0","1.0","1.0"')
+    result = job.execute_in_process(instance=instance, tags=range_tags("a", "c"), raise_on_error=False)
+
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert f"{bad} cannot be loaded: 1 bad line(s): line 2, column date" in (
+        failure.step_failure_data.user_failure_data.description
+    )
+    assert table_counts(duckdb_path, "raw_dynamic_partition_data") == before
+
+
+def test_a_year_of_daily_partitions_is_one_run(defs, instance, source_dir: Path, duckdb_path: Path) -> None:
+    days = [f"2018-{month:02d}-{day:02d}" for month in (2, 3) for day in range(1, 29)]
+    for seed, day in enumerate(days):
+        write_source_file(source_dir, f"{day}.csv", sample_csv(seed=seed, rows=2))
+    job = defs.resolve_job_def("import_partition_job")
+
+    result = job.execute_in_process(instance=instance, tags=range_tags(days[0], days[-1]))
+
+    assert result.success
+    assert table_counts(duckdb_path, "raw_partition_data") == {day: 2 for day in days}
+    assert len(instance.get_runs()) == 1
+
+
+def test_every_asset_runs_many_partitions_in_a_single_run(defs) -> None:
+    for asset in (
+        assets.import_partition_file,
+        assets.duckdb_partition_table,
+        assets.import_dynamic_partition_file,
+        assets.duckdb_dynamic_partition_table,
+    ):
+        assert asset.backfill_policy == dg.BackfillPolicy.single_run()
