@@ -108,3 +108,23 @@ def test_key_rules() -> None:
         assert key_problem(good) is None, good
     for bad in ("", "x" * 201, "a\x00b", "a\nb", "a\u200bb", "a/b", "a\\b", "..", "a...b", ".x", " x", "x "):
         assert key_problem(bad) is not None, repr(bad)
+
+
+def test_idle_tick_does_not_read_the_registered_keys_but_a_changed_folder_does(source_dir: Path) -> None:
+    write_source_file(source_dir, "a.csv")
+    listing = list_source_files(source_dir)
+    now_ns = listing.files[0].changed_ns + 10 * SECOND
+    reads: list[int] = []
+
+    def registered() -> list[str]:
+        reads.append(1)
+        return ["a"] if len(reads) > 1 else []
+
+    first = plan_tick(listing, registered, SensorCursor(), now_ns, 0)
+    assert keys(first.to_request) == ["a"] and len(reads) == 1
+    idle = plan_tick(list_source_files(source_dir), registered, first.cursor, now_ns + SECOND, 0)
+    assert idle.batches == [] and len(reads) == 1  # same names, nothing changed: no read
+
+    (source_dir / "a.csv").rename(source_dir / "b.csv")  # a name changes
+    moved = plan_tick(list_source_files(source_dir), registered, idle.cursor, now_ns + 20 * SECOND, 0)
+    assert len(reads) == 2 and keys(moved.to_request) == ["b"]

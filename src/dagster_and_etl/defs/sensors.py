@@ -38,7 +38,7 @@ def dynamic_sensor(context: dg.SensorEvaluationContext, source_folder: SourceFol
     listing = list_source_files(folder)
     plan = plan_tick(
         listing,
-        registered_keys=context.instance.get_dynamic_partitions(dynamic_partitions_def.name),
+        registered_keys=lambda: context.instance.get_dynamic_partitions(dynamic_partitions_def.name),
         cursor=SensorCursor.parse(context.cursor),
         now_ns=now_ns,
         settle_ns=source_folder.settle_ns,

@@ -4,8 +4,6 @@ A key is its file's name without the `.csv` suffix, and nothing else: no case fo
 files can never map to one key and a key always names exactly one file in the source folder.
 """
 
-import unicodedata
-
 SOURCE_SUFFIX = ".csv"
 MAX_KEY_LENGTH = 200
 
@@ -16,7 +14,7 @@ def key_problem(partition_key: str) -> str | None:
         return "the key is empty"
     if len(partition_key) > MAX_KEY_LENGTH:
         return f"the key is {len(partition_key)} characters long, more than {MAX_KEY_LENGTH}"
-    if any(unicodedata.category(char).startswith("C") for char in partition_key):
+    if not partition_key.isprintable():  # any control, format, surrogate or non-space separator
         return "the key contains a control, invisible or undecodable character"
     if "/" in partition_key or "\\" in partition_key:
         return "the key contains a path separator"

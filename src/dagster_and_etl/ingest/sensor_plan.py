@@ -16,7 +16,7 @@ same way, always give the same run key, and Dagster never starts a run key twice
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dagster_and_etl.ingest.source_folder import FolderListing, SourceFile, UnsafeName
@@ -30,20 +30,24 @@ TIMESTAMP_SLACK_NS = 1_000_000_000
 @dataclass(frozen=True)
 class SensorCursor:
     horizon_ns: int = 0
+    # Which files were in the folder when every one of them had been registered: while the folder
+    # holds the same names and nothing changed, a tick need not read the registered keys at all.
+    names_digest: str | None = None
 
     def serialize(self) -> str:
-        return json.dumps({"horizon_ns": self.horizon_ns})
+        return json.dumps({"horizon_ns": self.horizon_ns, "names_digest": self.names_digest})
 
     @classmethod
     def parse(cls, text: str | None) -> "SensorCursor":
         """The cursor stored by an earlier tick; an empty or unreadable one starts from the beginning."""
-        if not text:
-            return cls()
         try:
-            horizon_ns = json.loads(text)["horizon_ns"]
-        except (ValueError, TypeError, KeyError):
+            stored = json.loads(text or "{}")
+            horizon_ns, digest = stored.get("horizon_ns", 0), stored.get("names_digest")
+        except (ValueError, TypeError, AttributeError):
             return cls()
-        return cls(horizon_ns) if isinstance(horizon_ns, int) and horizon_ns >= 0 else cls()
+        if not isinstance(horizon_ns, int) or horizon_ns < 0 or not isinstance(digest, str | None):
+            return cls()
+        return cls(horizon_ns, digest)
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ def _batches(
 
 def plan_tick(
     listing: FolderListing,
-    registered_keys: Sequence[str],
+    registered_keys: Sequence[str] | Callable[[], Sequence[str]],
     cursor: SensorCursor,
     now_ns: int,
     settle_ns: int,
@@ -136,9 +140,15 @@ def plan_tick(
 ) -> TickPlan:
     """Which files to register and request, in which batches, which wait, and the cursor to store.
 
-    `registered_keys` are the dynamic partition keys in the order they were registered.
+    `registered_keys` are the dynamic partition keys in the order they were registered, or a function
+    that reads them, called only when the folder's names or files changed since the last tick.
     """
     horizon_ns = max(cursor.horizon_ns, now_ns - settle_ns - TIMESTAMP_SLACK_NS)
+    digest = listing.names_digest()
+    if digest == cursor.names_digest and all(f.changed_ns <= cursor.horizon_ns for f in listing.files):
+        return TickPlan([], [], [], listing.unsafe_names, [], SensorCursor(horizon_ns, digest))
+    if callable(registered_keys):
+        registered_keys = registered_keys()
     position = {key: index for index, key in enumerate(registered_keys)}
     settled: dict[str, SourceFile] = {}
     settling: list[SourceFile] = []
@@ -174,5 +184,6 @@ def plan_tick(
         settling=settling,
         unsafe_names=listing.unsafe_names,
         waiting=waiting,
-        cursor=SensorCursor(max(horizon_ns, cursor.horizon_ns)),
+        # Files still settling or waiting make the next tick look at the registered keys again.
+        cursor=SensorCursor(max(horizon_ns, cursor.horizon_ns), None if waiting or settling else digest),
     )

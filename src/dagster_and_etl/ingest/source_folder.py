@@ -4,10 +4,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster_and_etl.ingest.partition_keys import key_for_file_name, key_problem
+from dagster_and_etl.ingest.partition_keys import SOURCE_SUFFIX, key_problem
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     """One version of one source file, as a single stat saw it."""
 
@@ -36,6 +36,14 @@ class FolderListing:
     files: list[SourceFile] = field(default_factory=list)
     unsafe_names: list[UnsafeName] = field(default_factory=list)
 
+    def names_digest(self) -> str:
+        """A short digest of which source files are in the folder, whatever their order or contents.
+
+        Python's string hashing differs from one process to the next, so after a restart the digest
+        differs once, which costs one full look at the registered keys and nothing else.
+        """
+        return format(hash(frozenset(source_file.name for source_file in self.files)) & (2**64 - 1), "016x")
+
 
 def list_source_files(folder: Path) -> FolderListing:
     """Every regular `*.csv` file directly in `folder` whose name can be a partition key.
@@ -44,11 +52,14 @@ def list_source_files(folder: Path) -> FolderListing:
     over; names that cannot be keys are returned apart, with the reason. A file that disappears between
     the listing and its stat is passed over too: the next listing sees the folder as it then is.
     """
-    listing = FolderListing()
+    # This loop runs once per file on every tick, so it does no more than it must.
+    files: list[SourceFile] = []
+    unsafe_names: list[UnsafeName] = []
+    suffix_length = len(SOURCE_SUFFIX)
     with os.scandir(folder) as entries:
         for entry in entries:
-            partition_key = key_for_file_name(entry.name)
-            if partition_key is None:
+            name = entry.name
+            if not name.endswith(SOURCE_SUFFIX) or name.startswith("."):
                 continue
             try:
                 if not entry.is_file(follow_symlinks=False):
@@ -56,17 +67,16 @@ def list_source_files(folder: Path) -> FolderListing:
                 stat = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
+            partition_key = name[:-suffix_length]
             problem = key_problem(partition_key)
             if problem is not None:
-                listing.unsafe_names.append(UnsafeName(entry.name, problem))
+                unsafe_names.append(UnsafeName(name, problem))
                 continue
-            listing.files.append(
+            mtime_ns = stat.st_mtime_ns
+            ctime_ns = stat.st_ctime_ns
+            files.append(
                 SourceFile(
-                    name=entry.name,
-                    partition_key=partition_key,
-                    size=stat.st_size,
-                    mtime_ns=stat.st_mtime_ns,
-                    changed_ns=max(stat.st_mtime_ns, stat.st_ctime_ns),
+                    name, partition_key, stat.st_size, mtime_ns, ctime_ns if ctime_ns > mtime_ns else mtime_ns
                 )
             )
-    return listing
+    return FolderListing(files, unsafe_names)
