@@ -91,7 +91,7 @@ def _load_once(
     versions = {path: FileVersion.of(path) for path in files.values()}
     conn.execute("BEGIN TRANSACTION")
     try:
-        file_rows = {key: count_data_rows(path) for key, path in files.items()}
+        file_rows = {key: count_data_rows(path, skip_blank_lines=False) for key, path in files.items()}
         conn.execute(_sql("create_raw_table.sql", table))
         conn.execute("DROP TABLE IF EXISTS temp.load_rejects")
         conn.execute("DROP TABLE IF EXISTS temp.load_reject_scans")
@@ -106,6 +106,9 @@ def _load_once(
                 " WHERE partition_key IN (SELECT partition_key FROM load_files) GROUP BY ALL"
             ).fetchall()
         )
+        for key, path in files.items():
+            if row_counts.get(key, 0) != file_rows[key]:  # blank lines, or a real mismatch
+                file_rows[key] = count_data_rows(path)
         rejected = _rejected_lines(conn)
         if rejected is not None:
             raise rejected
