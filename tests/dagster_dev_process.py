@@ -1,0 +1,116 @@
+"""A real `dagster dev`, started as `make dev` starts it, for the tests that need the webserver and daemon.
+
+A test module imports `dagster_home_fixture` and `dagster_dev_fixture` to have the fixtures `dagster_home`
+and `dagster_dev`. Every `dagster dev` a test starts runs in its own process group and is stopped, with
+everything it started, when the test ends, whether it passed or not.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 1.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def location_loaded(port: int) -> bool:
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
+    except OSError:
+        return False
+    return any(e["name"] == "dagster_and_etl" and e["loadStatus"] == "LOADED" for e in entries)
+
+
+@pytest.fixture(name="dagster_home")
+def dagster_home_fixture(tmp_path: Path) -> Path:
+    """A DAGSTER_HOME of its own with the project's `.dagster_home/dagster.yaml` (pools included)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((PROJECT_ROOT / ".dagster_home" / "dagster.yaml").read_text())
+    return home
+
+
+@pytest.fixture(name="dagster_dev")
+def dagster_dev_fixture(dagster_home: Path, tmp_path: Path) -> Iterator[Callable[[], int]]:
+    """Starts `dagster dev` as `make dev` does, on a free port; every start is stopped at the end.
+
+    Each start takes the environment as it is then, so a test may change a setting before starting."""
+    processes: list[subprocess.Popen] = []
+
+    def start() -> int:
+        env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "SENSOR_SETTLE_SECONDS": "0"}
+        port = free_port()
+        log = (tmp_path / f"dagster-dev-{len(processes)}.log").open("w")
+        process = subprocess.Popen(
+            [BIN / "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        processes.append(process)
+        wait_for(lambda: location_loaded(port), 120, "the code location to load in dagster dev")
+        return port
+
+    def stop(process: subprocess.Popen) -> None:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group
+        process.wait()
+
+    start.stop_last = lambda: stop(processes[-1])  # type: ignore[attr-defined]
+    try:
+        yield start
+    finally:
+        for process in processes:
+            stop(process)
+
+
+def dagster_cli(dagster_home: Path, *args: str) -> str:
+    result = subprocess.run(
+        [BIN / "dagster", *args, "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
