@@ -4,10 +4,13 @@ A key is its file's name without the `.csv` suffix, and nothing else: no case fo
 files can never map to one key and a key always names exactly one file in the source folder.
 """
 
+import functools
+
 SOURCE_SUFFIX = ".csv"
 MAX_KEY_LENGTH = 200
 
 
+@functools.lru_cache(maxsize=1 << 18)  # the sensor asks about the same names on every tick
 def key_problem(partition_key: str) -> str | None:
     """Why `partition_key` cannot be a partition key, or None when it can."""
     if not partition_key:

@@ -145,7 +145,7 @@ def plan_tick(
     """
     horizon_ns = max(cursor.horizon_ns, now_ns - settle_ns - TIMESTAMP_SLACK_NS)
     digest = listing.names_digest()
-    if digest == cursor.names_digest and all(f.changed_ns <= cursor.horizon_ns for f in listing.files):
+    if digest == cursor.names_digest and listing.latest_change_ns() <= cursor.horizon_ns:
         return TickPlan([], [], [], listing.unsafe_names, [], SensorCursor(horizon_ns, digest))
     if callable(registered_keys):
         registered_keys = registered_keys()

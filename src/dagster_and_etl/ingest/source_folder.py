@@ -1,5 +1,6 @@
 """Listing the source folder: which CSV files are there, and which version of each."""
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +32,22 @@ class UnsafeName:
     problem: str
 
 
+# One file as the listing saw it: name, partition key, size, mtime_ns, changed_ns (see SourceFile).
+Entry = tuple[str, str, int, int, int]
+
+
 @dataclass(frozen=True)
 class FolderListing:
-    files: list[SourceFile] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     unsafe_names: list[UnsafeName] = field(default_factory=list)
+
+    @functools.cached_property
+    def files(self) -> list[SourceFile]:
+        """The files as objects, made only when a tick has more to do than see that nothing changed."""
+        return [SourceFile(*entry) for entry in self.entries]
+
+    def latest_change_ns(self) -> int:
+        return max((entry[4] for entry in self.entries), default=0)
 
     def names_digest(self) -> str:
         """A short digest of which source files are in the folder, whatever their order or contents.
@@ -42,7 +55,7 @@ class FolderListing:
         Python's string hashing differs from one process to the next, so after a restart the digest
         differs once, which costs one full look at the registered keys and nothing else.
         """
-        return format(hash(frozenset(source_file.name for source_file in self.files)) & (2**64 - 1), "016x")
+        return format(hash(frozenset(entry[0] for entry in self.entries)) & (2**64 - 1), "016x")
 
 
 def list_source_files(folder: Path) -> FolderListing:
@@ -53,11 +66,11 @@ def list_source_files(folder: Path) -> FolderListing:
     the listing and its stat is passed over too: the next listing sees the folder as it then is.
     """
     # This loop runs once per file on every tick, so it does no more than it must.
-    files: list[SourceFile] = []
+    entries: list[Entry] = []
     unsafe_names: list[UnsafeName] = []
     suffix_length = len(SOURCE_SUFFIX)
-    with os.scandir(folder) as entries:
-        for entry in entries:
+    with os.scandir(folder) as directory:
+        for entry in directory:
             name = entry.name
             if not name.endswith(SOURCE_SUFFIX) or name.startswith("."):
                 continue
@@ -74,9 +87,7 @@ def list_source_files(folder: Path) -> FolderListing:
                 continue
             mtime_ns = stat.st_mtime_ns
             ctime_ns = stat.st_ctime_ns
-            files.append(
-                SourceFile(
-                    name, partition_key, stat.st_size, mtime_ns, ctime_ns if ctime_ns > mtime_ns else mtime_ns
-                )
+            entries.append(
+                (name, partition_key, stat.st_size, mtime_ns, ctime_ns if ctime_ns > mtime_ns else mtime_ns)
             )
-    return FolderListing(files, unsafe_names)
+    return FolderListing(entries, unsafe_names)
