@@ -8,14 +8,16 @@ code change and no reload.
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import duckdb
-from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_problem
 from dagster_and_etl.settings import read_count_setting, read_path_setting, read_seconds_setting
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 class SourceFolder(dg.ConfigurableResource):
@@ -75,12 +77,15 @@ class StagingDatabase(dg.ConfigurableResource):
         return read_path_setting("DUCKDB_DATABASE", self.database)
 
     @contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def get_connection(self) -> Iterator["duckdb.DuckDBPyConnection"]:
         """A connection that is closed however the block ends, releasing the file's write lock.
 
         Opening waits, with backoff, for another process that holds the file; if it never lets go the
         run fails saying so, and Dagster may retry it.
         """
+        import duckdb  # here, not at the top: loading the code location need not load DuckDB
+        from dagster_duckdb import DuckDBResource
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         opener = DuckDBResource(database=str(self.path)).get_connection()
         try:

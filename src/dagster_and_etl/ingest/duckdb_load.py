@@ -4,10 +4,12 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from dagster_and_etl.ingest.source_file_scan import FileVersion, SourceFileError, count_data_rows
+
+if TYPE_CHECKING:
+    import duckdb
 
 SQL_DIR = Path(__file__).parent / "sql"
 # How often a load starts again when the file changes while it is read, before giving up.
@@ -53,7 +55,7 @@ def _shortened(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _rejected_lines(conn: duckdb.DuckDBPyConnection) -> SourceFileError | None:
+def _rejected_lines(conn: "duckdb.DuckDBPyConnection") -> SourceFileError | None:
     """The lines DuckDB could not read in the last load, as one error naming the files and lines."""
     rejects = conn.execute((SQL_DIR / "rejected_lines.sql").read_text()).fetchall()
     if not rejects:
@@ -86,8 +88,10 @@ def _changed_files(versions: dict[Path, FileVersion]) -> list[Path]:
 
 
 def _load_once(
-    conn: duckdb.DuckDBPyConnection, table: RawTable, files: dict[str, Path]
+    conn: "duckdb.DuckDBPyConnection", table: RawTable, files: dict[str, Path]
 ) -> dict[str, LoadResult]:
+    import duckdb  # here, not at the top: loading the code location need not load DuckDB
+
     versions = {path: FileVersion.of(path) for path in files.values()}
     conn.execute("BEGIN TRANSACTION")
     try:
@@ -139,7 +143,7 @@ def _load_once(
 
 
 def replace_partitions(
-    conn: duckdb.DuckDBPyConnection, table: RawTable, files: dict[str, Path]
+    conn: "duckdb.DuckDBPyConnection", table: RawTable, files: dict[str, Path]
 ) -> dict[str, LoadResult]:
     """Replaces each partition's rows in `table` with the rows of its file, all in one transaction.
 
@@ -157,7 +161,7 @@ def replace_partitions(
 
 
 def replace_partition(
-    conn: duckdb.DuckDBPyConnection, table: RawTable, partition_key: str, path: Path
+    conn: "duckdb.DuckDBPyConnection", table: RawTable, partition_key: str, path: Path
 ) -> LoadResult:
     """Replaces one partition's rows with those of its file: `replace_partitions` for a single file."""
     return replace_partitions(conn, table, {partition_key: path})[partition_key]
