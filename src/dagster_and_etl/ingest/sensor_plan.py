@@ -123,7 +123,7 @@ def _batches(
                 close()
             start, chosen = position, []
         end = position
-        chosen = [*chosen, source_file]
+        chosen.append(source_file)
     if start >= 0:
         close()
     return batches

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster_and_etl.ingest.partition_keys import SOURCE_SUFFIX, key_problem
+from dagster_and_etl.ingest.partition_keys import key_for_file_name, key_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +68,11 @@ def list_source_files(folder: Path) -> FolderListing:
     # This loop runs once per file on every tick, so it does no more than it must.
     entries: list[Entry] = []
     unsafe_names: list[UnsafeName] = []
-    suffix_length = len(SOURCE_SUFFIX)
     with os.scandir(folder) as directory:
         for entry in directory:
             name = entry.name
-            if not name.endswith(SOURCE_SUFFIX) or name.startswith("."):
+            partition_key = key_for_file_name(name)
+            if partition_key is None:
                 continue
             try:
                 if not entry.is_file(follow_symlinks=False):
@@ -80,7 +80,6 @@ def list_source_files(folder: Path) -> FolderListing:
                 stat = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            partition_key = name[:-suffix_length]
             problem = key_problem(partition_key)
             if problem is not None:
                 unsafe_names.append(UnsafeName(name, problem))
