@@ -15,10 +15,14 @@ from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partit
 from dagster_and_etl.defs.resources import SourceFolder, StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import FileChangedError, LoadResult, RawTable, replace_partitions
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
+from dagster_and_etl.ingest.table_summary import Column, Preview, markdown_table, preview, table_columns
 
 # DuckDB lets one process write to a database file at a time: the loads queue for this pool, whose
 # limit of 1 is set in the instance's dagster.yaml.
 DUCKDB_WRITE_POOL = "duckdb_write"
+# Who answers for these assets, as the UI shows it on each asset.
+OWNERS = ["team:data-engineering"]
+FILE_COLUMNS = ["partition", "path", "size (bytes)", "modified (UTC)", "rows"]
 
 
 def _bad_file(error: SourceFileError) -> dg.Failure:
@@ -49,17 +53,36 @@ def _arrived_file(source_folder: SourceFolder, partition_key: str) -> Path:
     return path
 
 
-def _file_rows_table(rows: list[tuple]) -> dg.MetadataValue:
-    """A markdown table of the run's files, at most the first 50."""
-    lines = ["| partition | path | size (bytes) | modified | data rows |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {' | '.join(str(value) for value in row)} |" for row in rows[:50]]
-    if len(rows) > 50:
-        lines.append(f"| … {len(rows) - 50} more | | | | |")
-    return dg.MetadataValue.md("\n".join(lines))
+def _modified_at(mtime: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(mtime, tz=dt.UTC)
+
+
+def _file_metadata(path: Path, size: int, mtime: float) -> dict[str, object]:
+    return {
+        "path": dg.MetadataValue.path(str(path)),
+        "size_bytes": size,
+        "modified_at": dg.MetadataValue.timestamp(_modified_at(mtime)),
+    }
+
+
+def _files_table(rows: list[tuple[str, Path, int, float, int]]) -> dg.MetadataValue:
+    """The run's files as a markdown table: partition, path, size, modification time and data rows."""
+    return dg.MetadataValue.md(
+        markdown_table(
+            FILE_COLUMNS,
+            [
+                (key, path, size, f"{_modified_at(mtime):%Y-%m-%d %H:%M:%S}", data_rows)
+                for key, path, size, mtime, data_rows in rows
+            ],
+        )
+    )
 
 
 def _check_source_files(source_folder: SourceFolder, partition_keys: list[str]) -> dg.MaterializeResult:
-    """Fails unless every partition's file has arrived with the expected header, as UTF-8 text."""
+    """Fails unless every partition's file has arrived with the expected header, as UTF-8 text.
+
+    A run of one partition reports its file; a run of many reports totals and a table of its files, as
+    Dagster gives every partition of a run the same metadata."""
     described = []
     for partition_key in partition_keys:
         path = _arrived_file(source_folder, partition_key)
@@ -68,29 +91,16 @@ def _check_source_files(source_folder: SourceFolder, partition_keys: list[str]) 
         except SourceFileError as error:
             raise _bad_file(error) from error
         file_stat = path.stat()
-        modified = dt.datetime.fromtimestamp(file_stat.st_mtime, tz=dt.UTC)
-        described.append((partition_key, path, file_stat.st_size, modified, data_rows))
+        described.append((partition_key, path, file_stat.st_size, file_stat.st_mtime, data_rows))
     if len(described) == 1:
-        ((_, path, size, modified, data_rows),) = described
-        return dg.MaterializeResult(
-            metadata={
-                "path": dg.MetadataValue.path(str(path)),
-                "size_bytes": size,
-                "modified_at": dg.MetadataValue.timestamp(modified),
-                "data_rows": data_rows,
-            }
-        )
+        ((_, path, size, mtime, data_rows),) = described
+        return dg.MaterializeResult(metadata={**_file_metadata(path, size, mtime), "data_rows": data_rows})
     return dg.MaterializeResult(
         metadata={
             "files": len(described),
             "size_bytes": sum(row[2] for row in described),
             "data_rows": sum(row[4] for row in described),
-            "file_list": _file_rows_table(
-                [
-                    (key, path, size, f"{modified:%Y-%m-%d %H:%M:%S}", rows)
-                    for key, path, size, modified, rows in described
-                ]
-            ),
+            "file_list": _files_table(described),
         }
     )
 
@@ -106,6 +116,43 @@ def _load_checks(asset_name: str) -> list[dg.AssetCheckSpec]:
             description="The partition holds as many rows as its file has data rows.",
         ),
     ]
+
+
+def _table_metadata(
+    table_name: str,
+    files: dict[str, Path],
+    loaded: dict[str, LoadResult],
+    columns: list[Column],
+    first_rows: Preview,
+) -> dict[str, object]:
+    """What a load's materialization shows: the table, its columns, its first rows and the files loaded."""
+    metadata: dict[str, object] = {
+        "dagster/row_count": sum(result.row_count for result in loaded.values()),
+        "dagster/table_name": table_name,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn(
+                    column.name, column.type, constraints=dg.TableColumnConstraints(nullable=column.nullable)
+                )
+                for column in columns
+            ]
+        ),
+        "preview": dg.MetadataValue.md(markdown_table(first_rows.columns, first_rows.rows)),
+    }
+    if len(files) == 1:
+        (key,) = files
+        version = loaded[key].version
+        metadata.update(_file_metadata(files[key], version.size, version.mtime_ns / 1e9))
+    else:
+        # Dagster gives every partition of a run the same metadata: the table has a line per partition.
+        metadata["partitions_loaded"] = len(files)
+        metadata["file_list"] = _files_table(
+            [
+                (key, files[key], result.version.size, result.version.mtime_ns / 1e9, result.row_count)
+                for key, result in loaded.items()
+            ]
+        )
+    return metadata
 
 
 def _load_partitions(
@@ -132,15 +179,10 @@ def _load_partitions(
             " AND share_price <= 0",
             [partition_keys],
         ).fetchone()
+        columns = table_columns(conn, table)
+        first_rows = preview(conn, table, partition_keys)
     mismatched = [key for key, result in loaded.items() if result.row_count != result.file_rows]
-    metadata: dict[str, object] = {
-        "dagster/row_count": sum(result.row_count for result in loaded.values()),
-        "dagster/table_name": f"{duckdb.path.stem}.main.{table.value}",
-    }
-    if len(files) == 1:
-        metadata["path"] = dg.MetadataValue.path(str(next(iter(files.values()))))
-    else:
-        metadata["partitions_loaded"] = len(files)
+    metadata = _table_metadata(f"{duckdb.path.stem}.main.{table.value}", files, loaded, columns, first_rows)
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[
@@ -167,6 +209,7 @@ def _load_partitions(
     group_name="scheduled_etl",
     kinds={"csv"},
     backfill_policy=dg.BackfillPolicy.single_run(),
+    owners=OWNERS,
 )
 def import_partition_file(
     context: dg.AssetExecutionContext, source_folder: SourceFolder
@@ -182,6 +225,7 @@ def import_partition_file(
     kinds={"duckdb"},
     pool=DUCKDB_WRITE_POOL,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    owners=OWNERS,
     check_specs=_load_checks("duckdb_partition_table"),
 )
 def duckdb_partition_table(
@@ -196,6 +240,7 @@ def duckdb_partition_table(
     group_name="event_driven_etl",
     kinds={"csv"},
     backfill_policy=dg.BackfillPolicy.single_run(),
+    owners=OWNERS,
 )
 def import_dynamic_partition_file(
     context: dg.AssetExecutionContext, source_folder: SourceFolder
@@ -211,6 +256,7 @@ def import_dynamic_partition_file(
     kinds={"duckdb"},
     pool=DUCKDB_WRITE_POOL,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    owners=OWNERS,
     check_specs=_load_checks("duckdb_dynamic_partition_table"),
 )
 def duckdb_dynamic_partition_table(

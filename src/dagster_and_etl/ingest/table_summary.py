@@ -1,0 +1,72 @@
+"""What a load left in its table, as plain values: the table's columns and the first rows of the partitions
+it loaded, and a markdown table to show them in."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dagster_and_etl.ingest.duckdb_load import RawTable
+
+if TYPE_CHECKING:
+    import duckdb
+
+# Rows shown in a preview: enough to recognise the data, small enough for every materialization event.
+PREVIEW_ROWS = 5
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The first rows of some partitions, in the table's column order."""
+
+    columns: list[str]
+    rows: list[tuple]
+
+
+def table_columns(conn: "duckdb.DuckDBPyConnection", table: RawTable) -> list[Column]:
+    """The table's columns in their order, with DuckDB's types."""
+    found = conn.execute(
+        "SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns"
+        " WHERE table_catalog = current_database() AND table_schema = 'main' AND table_name = ?"
+        " ORDER BY ordinal_position",
+        [RawTable(table).value],
+    ).fetchall()
+    return [Column(name, data_type, nullable) for name, data_type, nullable in found]
+
+
+def preview(
+    conn: "duckdb.DuckDBPyConnection",
+    table: RawTable,
+    partition_keys: Sequence[str],
+    limit: int = PREVIEW_ROWS,
+) -> Preview:
+    """The first `limit` rows of the partitions, by partition and then date."""
+    cursor = conn.execute(
+        f"SELECT * FROM {RawTable(table).value} WHERE partition_key IN (SELECT unnest(?::VARCHAR[]))"
+        " ORDER BY partition_key, date LIMIT ?",
+        [list(partition_keys), limit],
+    )
+    columns = [description[0] for description in cursor.description]
+    return Preview(columns, cursor.fetchall())
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]], *, limit: int = 50) -> str:
+    """A markdown table of the first `limit` rows, with a last line that counts the rows left out."""
+    lines = [
+        "| " + " | ".join(_cell(column) for column in columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows[:limit]]
+    if len(rows) > limit:
+        lines.append("| " + " | ".join([f"… {len(rows) - limit} more", *[""] * (len(columns) - 1)]) + " |")
+    return "\n".join(lines)
