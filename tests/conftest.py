@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from dagster_and_etl.definitions import defs as load_defs
+from tests.browser import FAILED
 from tests.support import (  # noqa: F401  (re-exported for test modules)
     REFERENCE_DATA,
     SensorTicks,
@@ -53,3 +54,12 @@ def instance() -> Iterator[dg.DagsterInstance]:
 @pytest.fixture
 def sensor(instance: dg.DagsterInstance, defs: dg.Definitions) -> SensorTicks:
     return SensorTicks(instance=instance, defs=defs)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Marks a test whose body failed, so that the browser fixture saves what the page showed."""
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report

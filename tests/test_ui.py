@@ -1,0 +1,124 @@
+"""The UI path for real: the project's `dagster dev` in headless Chromium, used as a learner would use it.
+
+Run alone with `pytest -m browser`. Screenshots are left in `test-artifacts/browser/`.
+"""
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from dagster_and_etl.sample_data import sample_csv
+from tests.browser import (
+    chromium_fixture,  # noqa: F401  (the fixture `chromium`)
+    page_fixture,  # noqa: F401  (the fixture `page`)
+    screenshot,
+)
+from tests.dagster_dev_process import (
+    dagster_dev_fixture,  # noqa: F401  (the fixture `dagster_dev`)
+    dagster_home_fixture,  # noqa: F401  (the fixture `dagster_home`)
+)
+from tests.support import write_source_file
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+KEYS = ["2018-01-22", "2018-01-23", "2018-01-24"]
+ROWS = {"2018-01-22": 10, "2018-01-23": 7, "2018-01-24": 12}
+# Runs are queued, started in processes of their own and then loaded one at a time on a 2-core machine.
+RUNS_TIMEOUT_MS = 240_000
+
+
+def automation_row(page: Page, kind: str, name: str) -> Locator:
+    """The row of one schedule or sensor in the Automation list."""
+    link = page.locator(f"a[href$='/{kind}/{name}']")
+    return page.locator("[class*='ListItem_listItem__']").filter(has=link)
+
+
+def toggle(row: Locator) -> Locator:
+    """The on/off switch of an automation row: the checkbox drawn as a switch."""
+    return row.locator("label[class*='formatSwitch'] input[type=checkbox]")
+
+
+def next_0515_utc(now: dt.datetime) -> dt.datetime:
+    today = now.replace(hour=5, minute=15, second=0, microsecond=0)
+    return today if now < today else today + dt.timedelta(days=1)
+
+
+def rows_by_partition(database: Path) -> dict[str, int]:
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return dict(
+            conn.execute(
+                "SELECT partition_key, count(*) FROM raw_dynamic_partition_data GROUP BY ALL"
+            ).fetchall()
+        )
+
+
+def test_a_learner_turns_the_sensor_on_drops_files_and_turns_the_schedule_on_in_the_ui(
+    dagster_dev, page: Page, source_dir: Path, duckdb_path: Path
+) -> None:
+    base = f"http://127.0.0.1:{dagster_dev()}"
+
+    # Both automations are listed, and both start stopped.
+    page.goto(f"{base}/automation")
+    sensor_row = automation_row(page, "sensors", "dynamic_sensor")
+    schedule_row = automation_row(page, "schedules", "asset_partitioned_schedule")
+    expect(sensor_row).to_be_visible()
+    expect(schedule_row).to_be_visible()
+    expect(toggle(sensor_row)).not_to_be_checked()
+    expect(toggle(schedule_row)).not_to_be_checked()
+
+    # Turn the sensor on by its switch, then drop three files into the source folder.
+    sensor_row.locator("label[class*='formatSwitch']").click()
+    expect(toggle(sensor_row)).to_be_checked()
+    for seed, key in enumerate(KEYS):
+        write_source_file(source_dir, f"{key}.csv", sample_csv(seed=seed, rows=ROWS[key]))
+
+    # The sensor's runs succeed (one per file: the tests' SENSOR_MAX_BATCH is 1) ...
+    page.goto(f"{base}/runs")
+    expect(page.get_by_text("Success", exact=True)).to_have_count(len(KEYS), timeout=RUNS_TIMEOUT_MS)
+    expect(page.get_by_text("Failure", exact=True)).to_have_count(0)
+    page.goto(f"{base}/locations/dagster_and_etl/sensors/dynamic_sensor")
+    expect(page.get_by_text("Running", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^[123] runs? requested$")).first).to_be_visible()
+    screenshot(page, "sensor")
+
+    # ... the partitions show as materialized, each with what its load reported ...
+    partitions = f"{base}/assets/duckdb_dynamic_partition_table?view=partitions"
+    page.goto(partitions)
+    expect(page.get_by_text(f"Materialized ({len(KEYS)})")).to_be_visible()
+    expect(page.get_by_text("Failed (0)")).to_be_visible()
+    page.goto(f"{partitions}&partition={KEYS[1]}")
+    expect(page.get_by_text("Materialized", exact=True).first).to_be_visible()
+    metadata = page.locator("table").filter(has_text="dagster/row_count").first
+    expect(metadata).to_contain_text("data.main.raw_dynamic_partition_data")
+    expect(metadata).to_contain_text(str(source_dir / f"{KEYS[1]}.csv"))
+    expect(metadata).to_contain_text("preview")
+    screenshot(page, "materialized-partition")
+
+    # ... and DuckDB holds each file's rows, once.
+    assert rows_by_partition(duckdb_path) == ROWS
+
+    # The asset graph, with both groups opened.
+    page.goto(f"{base}/asset-groups")
+    for group in ("event_driven_etl", "scheduled_etl"):
+        page.locator("svg").get_by_text(group, exact=True).dblclick()
+    for asset in (
+        "import_dynamic_partition_file",
+        "duckdb_dynamic_partition_table",
+        "duckdb_partition_table",
+    ):
+        expect(page.locator("svg").get_by_text(asset, exact=True)).to_be_visible()
+    screenshot(page, "asset-graph")
+
+    # Turn the schedule on: its next tick is the next 05:15 UTC.
+    page.goto(f"{base}/automation")
+    schedule_row.locator("label[class*='formatSwitch']").click()
+    expect(toggle(schedule_row)).to_be_checked()
+    page.goto(f"{base}/locations/dagster_and_etl/schedules/asset_partitioned_schedule")
+    next_tick = next_0515_utc(dt.datetime.now(dt.UTC))
+    next_tick_row = page.locator("tr").filter(has_text="Next tick")
+    expect(next_tick_row).to_contain_text(re.compile(rf"(?<!\d){next_tick.day} {next_tick:%b}, 0?5:15:00 UTC"))
+    screenshot(page, "schedule")
