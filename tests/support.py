@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
 from dagster_and_etl.defs.sensors import dynamic_sensor
@@ -22,6 +23,12 @@ def write_source_file(
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+def rows_per_partition(database: Path, table: str = "raw_dynamic_partition_data") -> dict[str, int]:
+    """How many rows each partition holds in one of the tables, read from the DuckDB file itself."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return dict(conn.execute(f"SELECT partition_key, count(*) FROM {table} GROUP BY ALL").fetchall())
 
 
 @dataclass

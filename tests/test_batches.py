@@ -5,14 +5,13 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from dagster_and_etl.defs import assets
 from dagster_and_etl.ingest.sensor_plan import SensorCursor, plan_tick
 from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.sample_data import HEADER, sample_csv
-from tests.support import SensorTicks, write_source_file
+from tests.support import SensorTicks, rows_per_partition, write_source_file
 
 SECOND = 1_000_000_000
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -105,11 +104,6 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     return {RANGE_START: first, RANGE_END: last}
 
 
-def table_counts(database: Path, table: str) -> dict[str, int]:
-    with duckdb.connect(str(database), read_only=True) as conn:
-        return dict(conn.execute(f"SELECT partition_key, count(*) FROM {table} GROUP BY ALL").fetchall())
-
-
 def test_one_run_loads_a_range_of_dynamic_partitions_in_one_transaction(
     defs, instance, source_dir: Path, duckdb_path: Path
 ) -> None:
@@ -122,7 +116,7 @@ def test_one_run_loads_a_range_of_dynamic_partitions_in_one_transaction(
     result = job.execute_in_process(instance=instance, tags=range_tags("a", "c"))
 
     assert result.success
-    assert table_counts(duckdb_path, "raw_dynamic_partition_data") == {"a": 1, "b": 2, "c": 3}
+    assert rows_per_partition(duckdb_path, "raw_dynamic_partition_data") == {"a": 1, "b": 2, "c": 3}
     materialized = instance.get_materialized_partitions(assets.duckdb_dynamic_partition_table.key)
     assert materialized == {"a", "b", "c"}
 
@@ -136,7 +130,7 @@ def test_a_bad_file_fails_its_whole_batch_and_loads_none_of_it(
         write_source_file(source_dir, f"{key}.csv", sample_csv(seed=seed))
     job = defs.resolve_job_def("import_dynamic_partition_job")
     assert job.execute_in_process(instance=instance, tags=range_tags("a", "c")).success
-    before = table_counts(duckdb_path, "raw_dynamic_partition_data")
+    before = rows_per_partition(duckdb_path, "raw_dynamic_partition_data")
 
     write_source_file(source_dir, "a.csv", sample_csv(seed=7, rows=3))
     bad = write_source_file(source_dir, "b.csv", HEADER + '\n"2018/13/01","1.0","1.0","1.0","1.0","1.0"')
@@ -147,7 +141,7 @@ def test_a_bad_file_fails_its_whole_batch_and_loads_none_of_it(
     assert f"{bad} cannot be loaded: 1 bad line(s): line 2, column date" in (
         failure.step_failure_data.user_failure_data.description
     )
-    assert table_counts(duckdb_path, "raw_dynamic_partition_data") == before
+    assert rows_per_partition(duckdb_path, "raw_dynamic_partition_data") == before
 
 
 def test_a_year_of_daily_partitions_is_one_run(defs, instance, source_dir: Path, duckdb_path: Path) -> None:
@@ -159,7 +153,7 @@ def test_a_year_of_daily_partitions_is_one_run(defs, instance, source_dir: Path,
     result = job.execute_in_process(instance=instance, tags=range_tags(days[0], days[-1]))
 
     assert result.success
-    assert table_counts(duckdb_path, "raw_partition_data") == {day: 2 for day in days}
+    assert rows_per_partition(duckdb_path, "raw_partition_data") == {day: 2 for day in days}
     assert len(instance.get_runs()) == 1
 
 

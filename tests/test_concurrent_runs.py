@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from dagster_and_etl.defs.assets import DUCKDB_WRITE_POOL
@@ -18,6 +17,7 @@ from tests.dagster_dev_process import (
     dagster_home_fixture,  # noqa: F401  (the fixture `dagster_home`)
     wait_for,
 )
+from tests.support import rows_per_partition
 
 pytestmark = pytest.mark.slow
 
@@ -65,11 +65,6 @@ def runs_when_all_finished(dagster_home: Path) -> list[dg.DagsterRun] | None:
 
 def partitions_run(runs: list[dg.DagsterRun], job_name: str) -> list[str]:
     return sorted(run.tags["dagster/partition"] for run in runs if run.job_name == job_name)
-
-
-def rows_by_partition(database: Path, table: str) -> dict[str, int]:
-    with duckdb.connect(str(database), read_only=True) as conn:
-        return dict(conn.execute(f"SELECT partition_key, count(*) FROM {table} GROUP BY ALL").fetchall())
 
 
 @dataclass(frozen=True)
@@ -143,7 +138,7 @@ def test_eight_days_backfilled_at_once_all_load_exactly_with_no_duckdb_lock_erro
     runs = wait_for(lambda: runs_when_all_finished(dagster_home), 300, f"{RUNS} runs to finish")
     assert [run.tags["dagster/partition"] for run in runs if run.status != dg.DagsterRunStatus.SUCCESS] == []
     assert partitions_run(runs, "import_partition_job") == DAILY_KEYS
-    assert rows_by_partition(duckdb_path, "raw_partition_data") == file_rows
+    assert rows_per_partition(duckdb_path, "raw_partition_data") == file_rows
     assert_the_pool_serialized_the_loads(pool_evidence(dagster_home, runs))
 
 
@@ -161,5 +156,5 @@ def test_eight_files_found_by_the_sensor_at_once_all_load_exactly_with_no_duckdb
     runs = wait_for(lambda: runs_when_all_finished(dagster_home), 300, f"{RUNS} runs to finish")
     assert [run.tags["dagster/partition"] for run in runs if run.status != dg.DagsterRunStatus.SUCCESS] == []
     assert partitions_run(runs, "import_dynamic_partition_job") == DYNAMIC_KEYS
-    assert rows_by_partition(duckdb_path, "raw_dynamic_partition_data") == file_rows
+    assert rows_per_partition(duckdb_path, "raw_dynamic_partition_data") == file_rows
     assert_the_pool_serialized_the_loads(pool_evidence(dagster_home, runs))

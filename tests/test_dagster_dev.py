@@ -4,7 +4,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from tests.dagster_dev_process import (
@@ -13,7 +12,7 @@ from tests.dagster_dev_process import (
     dagster_home_fixture,  # noqa: F401  (the fixture `dagster_home`)
     wait_for,
 )
-from tests.support import write_source_file
+from tests.support import rows_per_partition, write_source_file
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +24,6 @@ def finished_runs(dagster_home: Path) -> list[dg.DagsterRun]:
     return [run for run in runs if run.status == dg.DagsterRunStatus.SUCCESS]
 
 
-def loaded_rows(database: Path) -> dict[str, int]:
-    with duckdb.connect(str(database), read_only=True) as conn:
-        return dict(
-            conn.execute(
-                "SELECT partition_key, count(*) FROM raw_dynamic_partition_data GROUP BY ALL"
-            ).fetchall()
-        )
-
-
 def test_sensor_under_dagster_dev_runs_each_file_version_once_across_restarts(
     dagster_dev, dagster_home: Path, source_dir: Path, duckdb_path: Path
 ) -> None:
@@ -43,7 +33,7 @@ def test_sensor_under_dagster_dev_runs_each_file_version_once_across_restarts(
     assert "Started sensor dynamic_sensor" in dagster_cli(dagster_home, "sensor", "start", "dynamic_sensor")
 
     wait_for(lambda: len(finished_runs(dagster_home)) >= 3, 180, "three successful runs")
-    assert loaded_rows(duckdb_path) == {"2018-01-22": 10, "2018-01-23": 10, "vendor-a": 10}
+    assert rows_per_partition(duckdb_path) == {"2018-01-22": 10, "2018-01-23": 10, "vendor-a": 10}
 
     # A restart keeps the sensor on and its cursor; a reset cursor asks again only for known versions.
     dagster_dev.stop_last()
@@ -63,4 +53,9 @@ def test_sensor_under_dagster_dev_runs_each_file_version_once_across_restarts(
         "vendor-a",
     ]
     assert len({run.tags["dagster/run_key"] for run in runs}) == 5
-    assert loaded_rows(duckdb_path) == {"2018-01-22": 10, "2018-01-23": 10, "2018-01-24": 10, "vendor-a": 10}
+    assert rows_per_partition(duckdb_path) == {
+        "2018-01-22": 10,
+        "2018-01-23": 10,
+        "2018-01-24": 10,
+        "vendor-a": 10,
+    }

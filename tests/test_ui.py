@@ -7,7 +7,6 @@ import datetime as dt
 import re
 from pathlib import Path
 
-import duckdb
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
@@ -21,7 +20,7 @@ from tests.dagster_dev_process import (
     dagster_dev_fixture,  # noqa: F401  (the fixture `dagster_dev`)
     dagster_home_fixture,  # noqa: F401  (the fixture `dagster_home`)
 )
-from tests.support import write_source_file
+from tests.support import rows_per_partition, write_source_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -45,15 +44,6 @@ def toggle(row: Locator) -> Locator:
 def next_0515_utc(now: dt.datetime) -> dt.datetime:
     today = now.replace(hour=5, minute=15, second=0, microsecond=0)
     return today if now < today else today + dt.timedelta(days=1)
-
-
-def rows_by_partition(database: Path) -> dict[str, int]:
-    with duckdb.connect(str(database), read_only=True) as conn:
-        return dict(
-            conn.execute(
-                "SELECT partition_key, count(*) FROM raw_dynamic_partition_data GROUP BY ALL"
-            ).fetchall()
-        )
 
 
 def test_a_learner_turns_the_sensor_on_drops_files_and_turns_the_schedule_on_in_the_ui(
@@ -99,7 +89,7 @@ def test_a_learner_turns_the_sensor_on_drops_files_and_turns_the_schedule_on_in_
     screenshot(page, "materialized-partition")
 
     # ... and DuckDB holds each file's rows, once.
-    assert rows_by_partition(duckdb_path) == ROWS
+    assert rows_per_partition(duckdb_path) == ROWS
 
     # The asset graph, with both groups opened.
     page.goto(f"{base}/asset-groups")
@@ -120,5 +110,7 @@ def test_a_learner_turns_the_sensor_on_drops_files_and_turns_the_schedule_on_in_
     page.goto(f"{base}/locations/dagster_and_etl/schedules/asset_partitioned_schedule")
     next_tick = next_0515_utc(dt.datetime.now(dt.UTC))
     next_tick_row = page.locator("tr").filter(has_text="Next tick")
-    expect(next_tick_row).to_contain_text(re.compile(rf"(?<!\d){next_tick.day} {next_tick:%b}, 0?5:15:00 UTC"))
+    expect(next_tick_row).to_contain_text(
+        re.compile(rf"(?<!\d){next_tick.day} {next_tick:%b}, 0?5:15:00 UTC")
+    )
     screenshot(page, "schedule")
