@@ -25,6 +25,12 @@ def write_source_file(
     return path
 
 
+def run_daily(defs: dg.Definitions, instance: dg.DagsterInstance, key: str) -> dg.ExecuteInProcessResult:
+    """One run of `import_partition_job` for the day `key`; a failed run is returned, not raised."""
+    job = defs.resolve_job_def("import_partition_job")
+    return job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+
+
 def rows_per_partition(database: Path, table: str = "raw_dynamic_partition_data") -> dict[str, int]:
     """How many rows each partition holds in one of the tables, read from the DuckDB file itself."""
     with duckdb.connect(str(database), read_only=True) as conn:

@@ -10,7 +10,7 @@ import pytest
 
 from dagster_and_etl.ingest.table_summary import markdown_table
 from dagster_and_etl.sample_data import sample_csv
-from tests.support import write_source_file
+from tests.support import run_daily, write_source_file
 
 DAY = "2018-01-22"
 MTIME = dt.datetime(2018, 1, 22, 5, 0, tzinfo=dt.UTC).timestamp()
@@ -42,8 +42,7 @@ def test_a_days_table_materialization_reports_its_table_columns_file_and_first_r
     defs, instance, source_dir: Path
 ) -> None:
     path = write_source_file(source_dir, f"{DAY}.csv", sample_csv(seed=3, rows=8), mtime=MTIME)
-    job = defs.resolve_job_def("import_partition_job")
-    assert job.execute_in_process(partition_key=DAY, instance=instance).success
+    assert run_daily(defs, instance, DAY).success
 
     metadata = latest_metadata(instance, "duckdb_partition_table", DAY)
 
@@ -69,8 +68,7 @@ def test_a_file_materialization_reports_the_files_path_size_mtime_and_data_rows(
     defs, instance, source_dir: Path
 ) -> None:
     path = write_source_file(source_dir, f"{DAY}.csv", sample_csv(seed=4, rows=6), mtime=MTIME)
-    job = defs.resolve_job_def("import_partition_job")
-    assert job.execute_in_process(partition_key=DAY, instance=instance).success
+    assert run_daily(defs, instance, DAY).success
 
     assert latest_metadata(instance, "import_partition_file", DAY) == {
         "path": str(path),

@@ -11,18 +11,13 @@ import pytest
 
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.settings import PROJECT_ROOT, read_path_setting
-from tests.support import REFERENCE_DATA, write_source_file
+from tests.support import REFERENCE_DATA, run_daily, write_source_file
 
 REFERENCE_FILES = sorted(REFERENCE_DATA.glob("*.csv"))
 
 DAILY = "raw_partition_data"
 DYNAMIC = "raw_dynamic_partition_data"
 DAY_A, DAY_B = "2018-01-22", "2018-01-23"
-
-
-def run_daily(defs: dg.Definitions, instance: dg.DagsterInstance, key: str) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_job_def("import_partition_job")
-    return job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:

@@ -7,15 +7,10 @@ import duckdb
 import pytest
 
 from dagster_and_etl.sample_data import HEADER, sample_csv
-from tests.support import write_source_file
+from tests.support import run_daily, write_source_file
 
 DAY, NEIGHBOUR = "2018-01-22", "2018-01-23"
 GOOD_ROW = '"2018/09/28","264.7700","33597290.0000","270.2600","278.0000","260.5550"'
-
-
-def run_daily(defs: dg.Definitions, instance: dg.DagsterInstance, key: str) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_job_def("import_partition_job")
-    return job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
 
 
 def rows(database: Path, key: str) -> list[tuple]:
