@@ -56,17 +56,13 @@ def preview(
     return Preview(columns, cursor.fetchall())
 
 
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+def _line(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]], *, limit: int = 50) -> str:
     """A markdown table of the first `limit` rows, with a last line that counts the rows left out."""
-    lines = [
-        "| " + " | ".join(_cell(column) for column in columns) + " |",
-        "| " + " | ".join("---" for _ in columns) + " |",
-    ]
-    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows[:limit]]
+    lines = [_line(columns), _line(["---"] * len(columns)), *(_line(row) for row in rows[:limit])]
     if len(rows) > limit:
-        lines.append("| " + " | ".join([f"… {len(rows) - limit} more", *[""] * (len(columns) - 1)]) + " |")
+        lines.append(_line([f"… {len(rows) - limit} more", *[""] * (len(columns) - 1)]))
     return "\n".join(lines)
