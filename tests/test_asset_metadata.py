@@ -78,9 +78,7 @@ def test_a_file_materialization_reports_the_files_path_size_mtime_and_data_rows(
     }
 
 
-def test_a_run_of_many_partitions_lists_each_partitions_file_in_every_materialization(
-    defs, instance, source_dir: Path
-) -> None:
+def test_a_run_of_many_partitions_reports_each_partition_by_itself(defs, instance, source_dir: Path) -> None:
     keys = ["vendor-a", "vendor-b", "vendor-c"]
     instance.add_dynamic_partitions("dynamic_partition", keys)
     paths = {}
@@ -92,22 +90,21 @@ def test_a_run_of_many_partitions_lists_each_partitions_file_in_every_materializ
     tags = dict(zip(RANGE_TAGS, (keys[0], keys[-1]), strict=True))
     assert job.execute_in_process(instance=instance, tags=tags).success
 
-    for key in keys:
+    for rows, key in enumerate(keys, start=2):
         table = latest_metadata(instance, "duckdb_dynamic_partition_table", key)
-        assert table["dagster/row_count"] == 2 + 3 + 4
-        assert table["partitions_loaded"] == 3
+        assert table["dagster/row_count"] == rows
+        assert table["path"] == str(paths[key])
+        assert table["size_bytes"] == paths[key].stat().st_size
         assert [
             (column.name, column.type) for column in table["dagster/column_schema"].columns
         ] == TABLE_COLUMNS
-        for rows, other in enumerate(keys, start=2):
-            size = paths[other].stat().st_size
-            assert (
-                f"| {other} | {paths[other]} | {size} | 2018-01-22 05:00:00 | {rows} |" in table["file_list"]
-            )
-        assert len(table["preview"].splitlines()) == 2 + 5
+        preview = table["preview"].splitlines()
+        assert len(preview) == 2 + rows
+        assert all(line.endswith(f"| {key} |") for line in preview[2:])  # only this partition's rows
         files = latest_metadata(instance, "import_dynamic_partition_file", key)
         assert (files["files"], files["data_rows"]) == (3, 2 + 3 + 4)
-        assert f"| {key} | {paths[key]} |" in files["file_list"]
+        size = paths[key].stat().st_size
+        assert f"| {key} | {paths[key]} | {size} | 2018-01-22 05:00:00 | {rows} |" in files["file_list"]
 
 
 def test_markdown_table_escapes_pipes_and_counts_the_rows_left_out() -> None:

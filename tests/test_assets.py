@@ -137,7 +137,7 @@ def test_dynamic_partition_loads_its_file_into_the_dynamic_table(
     assert table_rows(duckdb_path, DAILY) == []
 
 
-def test_missing_dynamic_file_fails_the_run_and_loads_nothing(defs, instance, source_dir, duckdb_path):
+def test_missing_dynamic_file_fails_its_partition_and_loads_nothing(defs, instance, source_dir, duckdb_path):
     instance.add_dynamic_partitions("dynamic_partition", ["here", "gone"])
     write_source_file(source_dir, "here.csv", sample_csv(seed=10))
     job = defs.resolve_job_def("import_dynamic_partition_job")
@@ -147,9 +147,9 @@ def test_missing_dynamic_file_fails_the_run_and_loads_nothing(defs, instance, so
     result = job.execute_in_process(partition_key="gone", instance=instance, raise_on_error=False)
 
     assert result.success is False
-    assert result.get_failed_step_keys() == {"import_dynamic_partition_file"}
+    assert result.get_failed_step_keys() == {"duckdb_dynamic_partition_table"}
     message = failure_message(result)
-    assert "gone.csv has not arrived in" in message
+    assert f"{source_dir / 'gone.csv'} cannot be loaded: there is no such file" in message
     assert table_rows(duckdb_path, DYNAMIC, "gone") == []
     assert table_rows(duckdb_path, DYNAMIC) == loaded
 

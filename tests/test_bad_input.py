@@ -41,17 +41,17 @@ def loaded(defs, instance, source_dir: Path, duckdb_path: Path) -> dict[str, lis
 BAD_FILES = {
     "missing_column": (
         HEADER.replace(',"spread"', "") + "\n" + GOOD_ROW.rsplit(",", 1)[0],
-        "import_partition_file",
+        "duckdb_partition_table",
         ["missing spread"],
     ),
     "extra_column": (
         HEADER + ',"note"\n' + GOOD_ROW + ',"x"',
-        "import_partition_file",
+        "duckdb_partition_table",
         ["unexpected note"],
     ),
     "renamed_column": (
         HEADER.replace('"spend"', '"spent"') + "\n" + GOOD_ROW,
-        "import_partition_file",
+        "duckdb_partition_table",
         ["missing spend", "unexpected spent"],
     ),
     "non_numeric_value": (
@@ -64,7 +64,7 @@ BAD_FILES = {
         "duckdb_partition_table",
         ["line 2", "column date", '"28-09-2018"'],
     ),
-    "empty_file": ("", "import_partition_file", ["the file is empty (0 bytes)"]),
+    "empty_file": ("", "duckdb_partition_table", ["the file is empty (0 bytes)"]),
     "missing_value": (
         HEADER + "\n" + GOOD_ROW.replace('"264.7700"', '""'),
         "duckdb_partition_table",
@@ -117,13 +117,13 @@ def test_bad_lines_are_listed_in_the_failure_metadata(defs, instance, source_dir
     assert {entry["column"] for entry in metadata["bad_lines"]} == {"spend"}
 
 
-def test_binary_garbage_fails_in_the_file_check(defs, instance, source_dir: Path, duckdb_path: Path, loaded):
+def test_binary_garbage_fails_its_load(defs, instance, source_dir: Path, duckdb_path: Path, loaded):
     path = source_dir / f"{DAY}.csv"
     path.write_bytes(bytes(range(256)) * 64)
 
     step, description, _ = the_failure(run_daily(defs, instance, DAY))
 
-    assert step == "import_partition_file"
+    assert step == "duckdb_partition_table"
     assert f"{path} cannot be loaded" in description
     assert "not a CSV header" in description or "not UTF-8" in description
     assert rows(duckdb_path, DAY) == loaded[DAY]
@@ -138,7 +138,7 @@ def test_non_utf8_file_fails_naming_the_line_and_byte(
 
     step, description, _ = the_failure(run_daily(defs, instance, DAY))
 
-    assert step == "import_partition_file"
+    assert step == "duckdb_partition_table"
     assert f"{path} cannot be loaded: line 3 is not UTF-8 text (byte 0xe9)" in description
     assert rows(duckdb_path, DAY) == loaded[DAY]
 

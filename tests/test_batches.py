@@ -81,22 +81,20 @@ def test_batch_run_keys_are_stable_for_the_same_file_versions(
     assert not again.dynamic_partitions_requests
 
 
-def test_changed_files_are_batched_over_ranges_without_gaps(source_dir: Path) -> None:
+def test_changed_files_are_batched_over_ranges_of_changed_keys_only(source_dir: Path) -> None:
     keys = write_backlog(source_dir, 10)
     listing = list_source_files(source_dir)
     horizon = max(f.changed_ns for f in listing.files)
-    for key in ("file-00002", "file-00004", "file-00008"):
+    for key in ("file-00002", "file-00003", "file-00004", "file-00008"):
         (source_dir / f"{key}.csv").write_text(sample_csv(seed=1))
-    (source_dir / "file-00006.csv").unlink()  # a registered key without a file breaks a range
 
     plan = settled_plan(source_dir, keys, cursor=SensorCursor(horizon), max_batch=100)
 
-    assert [(b.first_key, b.last_key) for b in plan.batches] == [
-        ("file-00002", "file-00004"),
-        ("file-00008", "file-00008"),
+    # An unchanged file between two changed ones is not loaded again: it breaks the range.
+    assert [batch.partition_keys for batch in plan.batches] == [
+        ["file-00002", "file-00003", "file-00004"],
+        ["file-00008"],
     ]
-    assert [f.partition_key for f in plan.batches[0].requested] == ["file-00002", "file-00004"]
-    assert plan.batches[0].partition_keys == ["file-00002", "file-00003", "file-00004"]
     assert plan.new_partition_keys == []
 
 
@@ -121,7 +119,7 @@ def test_one_run_loads_a_range_of_dynamic_partitions_in_one_transaction(
     assert materialized == {"a", "b", "c"}
 
 
-def test_a_bad_file_fails_its_whole_batch_and_loads_none_of_it(
+def test_a_bad_file_in_a_batch_fails_only_its_own_partition(
     defs, instance, source_dir: Path, duckdb_path: Path
 ) -> None:
     keys = ["a", "b", "c"]
@@ -141,7 +139,15 @@ def test_a_bad_file_fails_its_whole_batch_and_loads_none_of_it(
     assert f"{bad} cannot be loaded: 1 bad line(s): line 2, column date" in (
         failure.step_failure_data.user_failure_data.description
     )
-    assert rows_per_partition(duckdb_path, "raw_dynamic_partition_data") == before
+    # a's new version is loaded, b keeps its old rows, c was unchanged and is left as it was.
+    assert rows_per_partition(duckdb_path, "raw_dynamic_partition_data") == {**before, "a": 3}
+    table = assets.duckdb_dynamic_partition_table.key
+    status = instance.get_status_by_partition(table, keys, assets.dynamic_partitions_def)
+    assert {key: status[key].value for key in keys} == {
+        "a": "MATERIALIZED",
+        "b": "FAILED",
+        "c": "MATERIALIZED",
+    }
 
 
 def test_a_year_of_daily_partitions_is_one_run(defs, instance, source_dir: Path, duckdb_path: Path) -> None:

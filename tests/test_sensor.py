@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dagster_and_etl.ingest.sensor_plan import TIMESTAMP_SLACK_NS
+from dagster_and_etl.ingest.source_folder import TIMESTAMP_SLACK_NS
 from tests.support import SensorTicks, requested_keys, run_keys, write_source_file
 
 
@@ -41,7 +41,10 @@ def test_run_key_names_the_file_version(source_dir: Path, sensor: SensorTicks) -
     wait_until_settled()
     (run_key,) = run_keys(sensor.tick())
     stat = path.stat()
-    version = f"2018-01-22.csv@mtime_ns={stat.st_mtime_ns},size={stat.st_size}"
+    version = (
+        f"2018-01-22.csv@size={stat.st_size},mtime_ns={stat.st_mtime_ns},"
+        f"ctime_ns={stat.st_ctime_ns},inode={stat.st_ino}"
+    )
     assert run_key == f"2018-01-22@{hashlib.sha256(version.encode()).hexdigest()[:16]}"
 
 

@@ -4,8 +4,8 @@ import time
 from pathlib import Path
 
 from dagster_and_etl.ingest.partition_keys import key_for_file_name, key_problem
-from dagster_and_etl.ingest.sensor_plan import TIMESTAMP_SLACK_NS, SensorCursor, plan_tick
-from dagster_and_etl.ingest.source_folder import list_source_files
+from dagster_and_etl.ingest.sensor_plan import SensorCursor, plan_tick
+from dagster_and_etl.ingest.source_folder import TIMESTAMP_SLACK_NS, list_source_files
 from tests.support import write_source_file
 
 SECOND = 1_000_000_000

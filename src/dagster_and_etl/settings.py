@@ -15,6 +15,10 @@ DEFAULTS = {
     "SENSOR_SETTLE_SECONDS": "5",
     "SENSOR_MAX_BATCH": "500",
     "SENSOR_MAX_RUNS_PER_TICK": "20",
+    "SENSOR_INCLUDE_EXISTING_FILES": "true",
+    "DUCKDB_MEMORY_LIMIT": "",
+    "DUCKDB_TEMP_DIRECTORY": "",
+    "DUCKDB_THREADS": "",
 }
 
 
@@ -30,6 +34,23 @@ def read_setting(name: str, override: str | None = None) -> str:
         return override
     value = os.environ.get(name, "").strip()
     return value or DEFAULTS[name]
+
+
+def read_optional_setting(name: str, override: str | None = None) -> str | None:
+    """A setting that may be left unset: its value, or None."""
+    return read_setting(name, override) or None
+
+
+def read_flag_setting(name: str, override: bool | None = None) -> bool:
+    """A yes-or-no setting: true/false, yes/no, 1/0 or on/off, with the setting's name in the error."""
+    if override is not None:
+        return override
+    raw = read_setting(name).lower()
+    if raw in ("true", "yes", "1", "on"):
+        return True
+    if raw in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
 def read_path_setting(name: str, override: str | None = None) -> Path:

@@ -6,16 +6,20 @@ nothing passes between the two through an IO manager.
 """
 
 import datetime as dt
+import os
 import stat
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
 from dagster_and_etl.defs.resources import SourceFolder, StagingDatabase
-from dagster_and_etl.ingest.duckdb_load import FileChangedError, LoadResult, RawTable, replace_partitions
+from dagster_and_etl.ingest.duckdb_load import FileChangedError, LoadReport, RawTable, load_partitions
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
-from dagster_and_etl.ingest.table_summary import Column, Preview, markdown_table, preview, table_columns
+from dagster_and_etl.ingest.source_folder import changed_ns, settle_horizon
+from dagster_and_etl.ingest.table_summary import Column, markdown_table, previews, table_columns
 
 # DuckDB lets one process write to a database file at a time: the loads queue for this pool, whose
 # limit of 1 is set in the instance's dagster.yaml.
@@ -23,34 +27,6 @@ DUCKDB_WRITE_POOL = "duckdb_write"
 # Who answers for these assets, as the UI shows it on each asset.
 OWNERS = ["team:data-engineering"]
 FILE_COLUMNS = ["partition", "path", "size (bytes)", "modified (UTC)", "rows"]
-
-
-def _bad_file(error: SourceFileError) -> dg.Failure:
-    """A failure that no retry can mend: the file itself is wrong."""
-    return dg.Failure(
-        description=str(error),
-        metadata={
-            "path": dg.MetadataValue.path(str(error.path)),
-            "problem": error.problem,
-            "bad_lines": dg.MetadataValue.json(error.errors[:20]),
-        },
-        allow_retries=False,
-    )
-
-
-def _arrived_file(source_folder: SourceFolder, partition_key: str) -> Path:
-    """The partition's file, failing (retryably) while it has not arrived and for good if it is no file."""
-    path = source_folder.file_for(partition_key)
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        raise dg.Failure(
-            description=f"{path.name} has not arrived in {source_folder.path}.",
-            metadata={"path": dg.MetadataValue.path(str(path))},
-        ) from None
-    if not stat.S_ISREG(mode):
-        raise _bad_file(SourceFileError(path, "it is not a regular file (a folder, link or device)"))
-    return path
 
 
 def _modified_at(mtime: float) -> dt.datetime:
@@ -65,41 +41,83 @@ def _file_metadata(path: Path, size: int, mtime: float) -> dict[str, object]:
     }
 
 
-def _files_table(rows: list[tuple[str, Path, int, float, int]]) -> dg.MetadataValue:
+def _files_table(rows: list[tuple[str, Path, int | str, float | None, int | str]]) -> dg.MetadataValue:
     """The run's files as a markdown table: partition, path, size, modification time and data rows."""
     return dg.MetadataValue.md(
         markdown_table(
             FILE_COLUMNS,
             [
-                (key, path, size, f"{_modified_at(mtime):%Y-%m-%d %H:%M:%S}", data_rows)
-                for key, path, size, mtime, data_rows in rows
+                (key, path, size, "" if mtime is None else f"{_modified_at(mtime):%Y-%m-%d %H:%M:%S}", rows)
+                for key, path, size, mtime, rows in rows
             ],
         )
     )
 
 
-def _check_source_files(source_folder: SourceFolder, partition_keys: list[str]) -> dg.MaterializeResult:
-    """Fails unless every partition's file has arrived with the expected header, as UTF-8 text.
+def _arrived_file(source_folder: SourceFolder, partition_key: str) -> os.stat_result:
+    """The daily file's stat, failing retryably while it has not arrived or is still being written."""
+    path = source_folder.file_for(partition_key)
+    try:
+        file_stat = path.lstat()
+    except FileNotFoundError:
+        raise dg.Failure(
+            description=f"{path.name} has not arrived in {source_folder.path}.",
+            metadata={"path": dg.MetadataValue.path(str(path))},
+        ) from None
+    if not stat.S_ISREG(file_stat.st_mode):
+        raise dg.Failure(
+            description=f"{path} cannot be loaded: it is not a regular file (a folder, link or device).",
+            metadata={"path": dg.MetadataValue.path(str(path))},
+            allow_retries=False,
+        )
+    settle_ns = source_folder.settle_ns
+    if settle_ns and changed_ns(file_stat) > settle_horizon(time.time_ns(), settle_ns):
+        raise dg.Failure(
+            description=f"{path} is still being written: it changed less than"
+            f" {settle_ns / 1e9:g} s ago (SENSOR_SETTLE_SECONDS). It is loaded once it has settled.",
+            metadata={"path": dg.MetadataValue.path(str(path))},
+        )
+    return file_stat
 
-    A run of one partition reports its file; a run of many reports totals and a table of its files, as
-    Dagster gives every partition of a run the same metadata."""
+
+def _describe_source_files(
+    source_folder: SourceFolder, partition_keys: list[str], *, must_arrive: bool
+) -> dg.MaterializeResult:
+    """What landed for each partition: its file's path, size, mtime and data rows.
+
+    A file's contents are judged when it is loaded into its table, where each partition succeeds or
+    fails by itself. With `must_arrive` (the daily files) the run fails, to be retried, while a file has
+    not arrived or is still being written. A run of one partition reports its file; a run of many
+    reports totals and a table of its files, as Dagster gives every partition of a run the same metadata.
+    """
     described = []
     for partition_key in partition_keys:
-        path = _arrived_file(source_folder, partition_key)
+        path = source_folder.file_for(partition_key)
         try:
-            data_rows = count_data_rows(path)
+            file_stat = _arrived_file(source_folder, partition_key) if must_arrive else path.lstat()
+        except FileNotFoundError:
+            described.append((partition_key, path, "missing", None, ""))
+            continue
+        if not stat.S_ISREG(file_stat.st_mode):
+            described.append((partition_key, path, "not a regular file", None, ""))
+            continue
+        try:
+            data_rows: int | str = count_data_rows(path)
         except SourceFileError as error:
-            raise _bad_file(error) from error
-        file_stat = path.stat()
+            data_rows = f"bad file: {error.problem}"
+        except FileNotFoundError:
+            data_rows = "missing"
         described.append((partition_key, path, file_stat.st_size, file_stat.st_mtime, data_rows))
     if len(described) == 1:
         ((_, path, size, mtime, data_rows),) = described
+        if mtime is None:
+            return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "problem": size})
         return dg.MaterializeResult(metadata={**_file_metadata(path, size, mtime), "data_rows": data_rows})
     return dg.MaterializeResult(
         metadata={
             "files": len(described),
-            "size_bytes": sum(row[2] for row in described),
-            "data_rows": sum(row[4] for row in described),
+            "size_bytes": sum(row[2] for row in described if isinstance(row[2], int)),
+            "data_rows": sum(row[4] for row in described if isinstance(row[4], int)),
             "file_list": _files_table(described),
         }
     )
@@ -113,95 +131,116 @@ def _load_checks(asset_name: str) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             "row_count_matches_file",
             asset=asset_name,
-            description="The partition holds as many rows as its file has data rows.",
+            description="Each partition loaded holds as many rows as its file has data rows.",
         ),
     ]
 
 
-def _table_metadata(
-    table_name: str,
-    files: dict[str, Path],
-    loaded: dict[str, LoadResult],
-    columns: list[Column],
-    first_rows: Preview,
-) -> dict[str, object]:
-    """What a load's materialization shows: the table, its columns, its first rows and the files loaded."""
-    metadata: dict[str, object] = {
-        "dagster/row_count": sum(result.row_count for result in loaded.values()),
-        "dagster/table_name": table_name,
-        "dagster/column_schema": dg.TableSchema(
-            columns=[
-                dg.TableColumn(
-                    column.name, column.type, constraints=dg.TableColumnConstraints(nullable=column.nullable)
-                )
-                for column in columns
-            ]
-        ),
-        "preview": dg.MetadataValue.md(markdown_table(first_rows.columns, first_rows.rows)),
-    }
-    if len(files) == 1:
-        (key,) = files
-        version = loaded[key].version
-        metadata.update(_file_metadata(files[key], version.size, version.mtime_ns / 1e9))
-    else:
-        # Dagster gives every partition of a run the same metadata: the table has a line per partition.
-        metadata["partitions_loaded"] = len(files)
-        metadata["file_list"] = _files_table(
-            [
-                (key, files[key], result.version.size, result.version.mtime_ns / 1e9, result.row_count)
-                for key, result in loaded.items()
-            ]
+def _schema(columns: list[Column]) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                column.name, column.type, constraints=dg.TableColumnConstraints(nullable=column.nullable)
+            )
+            for column in columns
+        ]
+    )
+
+
+def _bad_files_failure(report: LoadReport, partitions: int) -> dg.Failure:
+    """One failure for the run naming every bad file, its lines and columns; no retry mends a bad file."""
+    errors = list(report.failed.items())
+    first = errors[0][1]
+    description = str(first)
+    if len(errors) > 1:
+        description = (
+            f"{len(errors)} of {partitions} file(s) could not be loaded; the others were. First: {first}"
         )
-    return metadata
+    return dg.Failure(
+        description=description,
+        metadata={
+            "path": dg.MetadataValue.path(str(first.path)),
+            "problem": first.problem,
+            "bad_lines": dg.MetadataValue.json(first.errors[:20]),
+            "failed_partitions": dg.MetadataValue.json(
+                [
+                    {"partition": key, "path": str(error.path), "problem": error.problem}
+                    for key, error in errors[:50]
+                ]
+            ),
+        },
+        allow_retries=False,
+    )
 
 
 def _load_partitions(
-    source_folder: SourceFolder, duckdb: StagingDatabase, table: RawTable, partition_keys: list[str]
-) -> dg.MaterializeResult:
-    """Replaces the partitions' rows in `table` with their files' rows, in one transaction, and checks
-    what landed."""
-    files = {partition_key: _arrived_file(source_folder, partition_key) for partition_key in partition_keys}
+    context: dg.AssetExecutionContext, source_folder: SourceFolder, duckdb: StagingDatabase, table: RawTable
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
+    """Loads each partition's file into `table` and reports each partition by itself: a materialization
+    for every partition that holds its file's current version, then the checks, then a failure naming
+    the bad files, whose partitions keep the rows they had."""
+    partition_keys = context.partition_keys
+    files = {key: source_folder.file_for(key) for key in partition_keys}
+    if table is RawTable.DAILY:
+        for key in partition_keys:
+            _arrived_file(source_folder, key)
     with duckdb.get_connection() as conn:
         try:
-            loaded: dict[str, LoadResult] = replace_partitions(conn, table, files)
+            report = load_partitions(conn, table, files, context.run.run_id)
         except FileChangedError as error:
             raise dg.Failure(description=f"{error} on every attempt.", allow_retries=True) from error
-        except SourceFileError as error:
-            raise _bad_file(error) from error
-        except FileNotFoundError as error:
-            raise dg.Failure(
-                description=f"{Path(error.filename).name} disappeared from {source_folder.path}"
-                " while it was being loaded.",
-                metadata={"path": dg.MetadataValue.path(str(error.filename))},
-            ) from error
+        holding = report.holding
         (non_positive,) = conn.execute(
             f"SELECT count(*) FROM {table.value} WHERE partition_key IN (SELECT unnest(?::VARCHAR[]))"
             " AND share_price <= 0",
-            [partition_keys],
+            [list(holding)],
         ).fetchone()
-        columns = table_columns(conn, table)
-        first_rows = preview(conn, table, partition_keys)
-    mismatched = [key for key, result in loaded.items() if result.row_count != result.file_rows]
-    metadata = _table_metadata(f"{duckdb.path.stem}.main.{table.value}", files, loaded, columns, first_rows)
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="share_price_is_positive",
-                passed=non_positive == 0,
-                metadata={"non_positive_rows": non_positive},
-            ),
-            dg.AssetCheckResult(
-                check_name="row_count_matches_file",
-                passed=not mismatched,
-                metadata={
-                    "table_rows": sum(result.row_count for result in loaded.values()),
-                    "file_rows": sum(result.file_rows for result in loaded.values()),
-                    "mismatched_partitions": dg.MetadataValue.json(mismatched[:50]),
-                },
-            ),
-        ],
+        schema = _schema(table_columns(conn, table)) if holding or report.removed else None
+        first_rows = previews(conn, table, list(holding))
+    table_name = f"{duckdb.path.stem}.main.{table.value}"
+    for key, result in holding.items():
+        metadata: dict[str, object] = {
+            "dagster/row_count": result.row_count,
+            "dagster/table_name": table_name,
+            "dagster/column_schema": schema,
+            **_file_metadata(files[key], result.version.size, result.version.mtime_ns / 1e9),
+            "version": result.version.token,
+            "preview": dg.MetadataValue.md(markdown_table(first_rows[key].columns, first_rows[key].rows)),
+        }
+        if key in report.unchanged:
+            metadata["unchanged"] = dg.MetadataValue.text(
+                f"this version was loaded before, by run {result.loaded_by}; not loaded again"
+            )
+        yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=metadata)
+    for key, run_id in report.removed.items():
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=key,
+            metadata={
+                "dagster/table_name": table_name,
+                "path": dg.MetadataValue.path(str(files[key])),
+                "source_removed": dg.MetadataValue.text(
+                    f"the file is gone from the source; the rows loaded by run {run_id} are kept"
+                ),
+            },
+        )
+    mismatched = [key for key, result in report.loaded.items() if result.row_count != result.file_rows]
+    yield dg.AssetCheckResult(
+        check_name="share_price_is_positive",
+        passed=non_positive == 0,
+        metadata={"non_positive_rows": non_positive},
     )
+    yield dg.AssetCheckResult(
+        check_name="row_count_matches_file",
+        passed=not mismatched,
+        metadata={
+            "table_rows": sum(result.row_count for result in report.loaded.values()),
+            "file_rows": sum(result.file_rows for result in report.loaded.values()),
+            "mismatched_partitions": dg.MetadataValue.json(mismatched[:50]),
+        },
+    )
+    if report.failed:
+        raise _bad_files_failure(report, len(partition_keys))
 
 
 @dg.asset(
@@ -214,8 +253,8 @@ def _load_partitions(
 def import_partition_file(
     context: dg.AssetExecutionContext, source_folder: SourceFolder
 ) -> dg.MaterializeResult:
-    """The day's source file, `<SOURCE_DIR>/<date>.csv`, checked before it is loaded."""
-    return _check_source_files(source_folder, context.partition_keys)
+    """The day's source file, `<SOURCE_DIR>/<date>.csv`, once it has arrived and stopped changing."""
+    return _describe_source_files(source_folder, context.partition_keys, must_arrive=True)
 
 
 @dg.asset(
@@ -227,12 +266,13 @@ def import_partition_file(
     backfill_policy=dg.BackfillPolicy.single_run(),
     owners=OWNERS,
     check_specs=_load_checks("duckdb_partition_table"),
+    output_required=False,  # each partition is reported by its own materialization
 )
 def duckdb_partition_table(
     context: dg.AssetExecutionContext, source_folder: SourceFolder, duckdb: StagingDatabase
-) -> dg.MaterializeResult:
-    """Table `raw_partition_data`: each day's file, its rows replaced whenever the day is re-run."""
-    return _load_partitions(source_folder, duckdb, RawTable.DAILY, context.partition_keys)
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
+    """Table `raw_partition_data`: each day's file, its rows replaced when a new version of it is loaded."""
+    yield from _load_partitions(context, source_folder, duckdb, RawTable.DAILY)
 
 
 @dg.asset(
@@ -245,8 +285,8 @@ def duckdb_partition_table(
 def import_dynamic_partition_file(
     context: dg.AssetExecutionContext, source_folder: SourceFolder
 ) -> dg.MaterializeResult:
-    """A file that landed in the source folder, `<SOURCE_DIR>/<key>.csv`, checked before it is loaded."""
-    return _check_source_files(source_folder, context.partition_keys)
+    """A file that landed in the source folder, `<SOURCE_DIR>/<key>.csv`."""
+    return _describe_source_files(source_folder, context.partition_keys, must_arrive=False)
 
 
 @dg.asset(
@@ -258,9 +298,10 @@ def import_dynamic_partition_file(
     backfill_policy=dg.BackfillPolicy.single_run(),
     owners=OWNERS,
     check_specs=_load_checks("duckdb_dynamic_partition_table"),
+    output_required=False,  # each partition is reported by its own materialization
 )
 def duckdb_dynamic_partition_table(
     context: dg.AssetExecutionContext, source_folder: SourceFolder, duckdb: StagingDatabase
-) -> dg.MaterializeResult:
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
     """Table `raw_dynamic_partition_data`: each file's rows, replaced when the file changes."""
-    return _load_partitions(source_folder, duckdb, RawTable.DYNAMIC, context.partition_keys)
+    yield from _load_partitions(context, source_folder, duckdb, RawTable.DYNAMIC)

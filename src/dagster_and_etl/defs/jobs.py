@@ -10,12 +10,18 @@ LATE_FILE_RETRY_POLICY = dg.RetryPolicy(max_retries=6, delay=60, backoff=dg.Back
 import_partition_job = dg.define_asset_job(
     name="import_partition_job",
     selection=[assets.import_partition_file, assets.duckdb_partition_table],
-    description="Checks one day's source file and loads it into raw_partition_data.",
+    description="Loads one day's source file into raw_partition_data once it has arrived and settled.",
     op_retry_policy=LATE_FILE_RETRY_POLICY,
 )
+
+# A file the sensor requested is there and settled: what can still go wrong for a while is the database
+# held by another process or a file changing under its load. Those are tried again 3 times, waiting
+# 30 s, 1.5 min and 3.5 min between; a bad file fails at once, unretried, and holds back only itself.
+TRANSIENT_FAILURE_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL)
 
 import_dynamic_partition_job = dg.define_asset_job(
     name="import_dynamic_partition_job",
     selection=[assets.import_dynamic_partition_file, assets.duckdb_dynamic_partition_table],
-    description="Checks a landed source file and loads it into raw_dynamic_partition_data.",
+    description="Loads landed source files into raw_dynamic_partition_data, each version once.",
+    op_retry_policy=TRANSIENT_FAILURE_RETRY_POLICY,
 )

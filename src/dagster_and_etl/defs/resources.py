@@ -14,7 +14,13 @@ import dagster as dg
 from pydantic import Field
 
 from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_problem
-from dagster_and_etl.settings import read_count_setting, read_path_setting, read_seconds_setting
+from dagster_and_etl.settings import (
+    read_count_setting,
+    read_flag_setting,
+    read_optional_setting,
+    read_path_setting,
+    read_seconds_setting,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -38,6 +44,11 @@ class SourceFolder(dg.ConfigurableResource):
         default=None,
         description="The most runs one sensor tick requests. Empty: $SENSOR_MAX_RUNS_PER_TICK, else 20.",
     )
+    include_existing_files: bool | None = Field(
+        default=None,
+        description="Whether the sensor's first tick loads the files already there, or only registers"
+        " them. Empty: $SENSOR_INCLUDE_EXISTING_FILES, else true.",
+    )
 
     @property
     def path(self) -> Path:
@@ -50,6 +61,10 @@ class SourceFolder(dg.ConfigurableResource):
     @property
     def runs_per_tick(self) -> int:
         return read_count_setting("SENSOR_MAX_RUNS_PER_TICK", self.max_runs_per_tick)
+
+    @property
+    def include_existing(self) -> bool:
+        return read_flag_setting("SENSOR_INCLUDE_EXISTING_FILES", self.include_existing_files)
 
     @property
     def settle_ns(self) -> int:
@@ -67,14 +82,38 @@ class SourceFolder(dg.ConfigurableResource):
         return self.path / file_name_for_key(partition_key)
 
 
+class DatabaseBusy(Exception):
+    """Another process is writing to the DuckDB file, so it cannot be read now."""
+
+
 class StagingDatabase(dg.ConfigurableResource):
-    """The DuckDB database file the partitions are loaded into."""
+    """The DuckDB database file the partitions are loaded into, and the settings of its connections."""
 
     database: str = Field(default="", description="Empty: $DUCKDB_DATABASE, else data/staging/data.duckdb.")
+    memory_limit: str = Field(
+        default="",
+        description="DuckDB's memory_limit, such as 4GB. Empty: $DUCKDB_MEMORY_LIMIT, else DuckDB's.",
+    )
+    temp_directory: str = Field(
+        default="",
+        description="Where DuckDB spills what does not fit in memory."
+        " Empty: $DUCKDB_TEMP_DIRECTORY, else DuckDB's.",
+    )
+    threads: str = Field(default="", description="DuckDB's threads. Empty: $DUCKDB_THREADS, else DuckDB's.")
 
     @property
     def path(self) -> Path:
         return read_path_setting("DUCKDB_DATABASE", self.database)
+
+    @property
+    def connection_config(self) -> dict[str, str]:
+        """The DuckDB settings every connection opens with: only those that are set."""
+        settings = {
+            "memory_limit": read_optional_setting("DUCKDB_MEMORY_LIMIT", self.memory_limit),
+            "temp_directory": read_optional_setting("DUCKDB_TEMP_DIRECTORY", self.temp_directory),
+            "threads": read_optional_setting("DUCKDB_THREADS", self.threads),
+        }
+        return {name: value for name, value in settings.items() if value is not None}
 
     @contextmanager
     def get_connection(self) -> Iterator["duckdb.DuckDBPyConnection"]:
@@ -87,14 +126,32 @@ class StagingDatabase(dg.ConfigurableResource):
         from dagster_duckdb import DuckDBResource
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        opener = DuckDBResource(database=str(self.path)).get_connection()
+        opener = DuckDBResource(database=str(self.path), connection_config=self.connection_config)
         try:
-            conn = opener.__enter__()
+            conn = opener.get_connection().__enter__()
         except duckdb.IOException as error:
             raise dg.Failure(
                 description=f"The DuckDB database {self.path} is held by another process: {error}",
                 metadata={"database": str(self.path)},
             ) from error
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def read_now(self) -> Iterator["duckdb.DuckDBPyConnection | None"]:
+        """A read-only connection at once, without waiting: None when there is no database yet, and
+        `DatabaseBusy` while another process writes to it."""
+        import duckdb
+
+        if not self.path.exists():
+            yield None
+            return
+        try:
+            conn = duckdb.connect(str(self.path), read_only=True, config=self.connection_config)
+        except duckdb.IOException as error:
+            raise DatabaseBusy(f"The DuckDB database {self.path} is in use by a load: {error}") from error
         try:
             yield conn
         finally:

@@ -4,7 +4,8 @@ import dagster as dg
 
 from dagster_and_etl.defs import jobs
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
-from dagster_and_etl.defs.resources import SourceFolder
+from dagster_and_etl.defs.resources import DatabaseBusy, SourceFolder, StagingDatabase
+from dagster_and_etl.ingest.duckdb_load import RawTable, loaded_versions
 from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
 from dagster_and_etl.ingest.source_folder import list_source_files
 
@@ -21,6 +22,15 @@ def _run_request(batch: RunBatch) -> dg.RunRequest:
     )
 
 
+def _loaded_versions(duckdb: StagingDatabase) -> dict[str, str]:
+    """The file version each dynamic partition holds, from the load history; `DatabaseBusy` if a load
+    holds the database."""
+    with duckdb.read_now() as conn:
+        if conn is None:
+            return {}
+        return {key: version for key, (version, _) in loaded_versions(conn, RawTable.DYNAMIC).items()}
+
+
 @dg.sensor(
     target=jobs.import_dynamic_partition_job,
     minimum_interval_seconds=10,
@@ -30,33 +40,50 @@ def _run_request(batch: RunBatch) -> dg.RunRequest:
         " partition and requests runs that load them in batches, each file version once."
     ),
 )
-def dynamic_sensor(context: dg.SensorEvaluationContext, source_folder: SourceFolder) -> dg.SensorResult:
+def dynamic_sensor(
+    context: dg.SensorEvaluationContext, source_folder: SourceFolder, duckdb: StagingDatabase
+) -> dg.SensorResult:
     folder = source_folder.path
     if not folder.is_dir():
         raise dg.Failure(f"SOURCE_DIR {folder} does not exist or is not a folder.")
     now_ns = time.time_ns()  # before listing: a file written during the listing is judged next tick
     listing = list_source_files(folder)
-    plan = plan_tick(
-        listing,
-        registered_keys=lambda: context.instance.get_dynamic_partitions(dynamic_partitions_def.name),
-        cursor=SensorCursor.parse(context.cursor),
-        now_ns=now_ns,
-        settle_ns=source_folder.settle_ns,
-        max_batch=source_folder.batch_size,
-        max_runs=source_folder.runs_per_tick,
-    )
+    cursor = SensorCursor.parse(context.cursor)
+    try:
+        plan = plan_tick(
+            listing,
+            registered_keys=lambda: context.instance.get_dynamic_partitions(dynamic_partitions_def.name),
+            cursor=cursor,
+            now_ns=now_ns,
+            settle_ns=source_folder.settle_ns,
+            max_batch=source_folder.batch_size,
+            max_runs=source_folder.runs_per_tick,
+            loaded_versions=lambda: _loaded_versions(duckdb),
+            include_existing=source_folder.include_existing,
+        )
+    except DatabaseBusy as busy:
+        # Without a cursor, what is loaded is read from the load history; guessing could load twice.
+        return dg.SensorResult(
+            skip_reason=f"No cursor: waiting to read the load history. {busy} Trying again next tick.",
+            cursor=context.cursor,
+        )
     for unsafe in plan.unsafe_names:
         context.log.warning(f"Skipped {unsafe.name!r} in {folder}: {unsafe.problem}.")
+    if plan.rebuilt:
+        context.log.info(f"No cursor: {len(plan.to_request)} file(s) not loaded at their current version.")
     if plan.waiting:
         context.log.info(f"{len(plan.waiting)} file(s) wait for the next tick: runs-per-tick limit reached.")
+    registrations = (
+        [dynamic_partitions_def.build_add_request(plan.new_partition_keys)] if plan.new_partition_keys else []
+    )
     if not plan.batches:
-        return dg.SensorResult(skip_reason=plan.skip_reason(str(folder)), cursor=plan.cursor.serialize())
+        return dg.SensorResult(
+            skip_reason=plan.skip_reason(str(folder)),
+            dynamic_partitions_requests=registrations,
+            cursor=plan.cursor.serialize(),
+        )
     return dg.SensorResult(
         run_requests=[_run_request(batch) for batch in plan.batches],
-        dynamic_partitions_requests=(
-            [dynamic_partitions_def.build_add_request(plan.new_partition_keys)]
-            if plan.new_partition_keys
-            else []
-        ),
+        dynamic_partitions_requests=registrations,
         cursor=plan.cursor.serialize(),
     )

@@ -1,7 +1,15 @@
-"""Loading a partition's CSV file into its DuckDB table, replacing that partition's rows atomically."""
+"""Loading partitions' CSV files into their DuckDB table: each file whole or not at all, each version once.
 
+A load replaces a partition's rows and records the file version it loaded in `load_history`, in the same
+transaction. A file whose version is already the one loaded is left alone. Files are loaded together in
+one transaction when they are all good; a bad file is set aside with the reason, and the others load
+without it, so one bad file holds back only itself.
+"""
+
+import os
 import re
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,10 +20,13 @@ if TYPE_CHECKING:
     import duckdb
 
 SQL_DIR = Path(__file__).parent / "sql"
-# How often a load starts again when the file changes while it is read, before giving up.
+# How often a load starts again when a file changes while it is read, before giving up.
 ATTEMPTS_WHILE_CHANGING = 3
 # How many of a file's bad lines an error lists.
 ERRORS_SHOWN = 5
+# Characters DuckDB reads as a glob pattern in a path; each is put in brackets to stand for itself.
+GLOB_CHARACTERS = "[*?"
+NO_FILE = "there is no such file: it has not arrived, or was removed before it could be loaded"
 
 
 class RawTable(StrEnum):
@@ -33,11 +44,34 @@ class FileChangedError(SourceFileError):
 class LoadResult:
     row_count: int  # rows now in the table for the partition
     file_rows: int  # data rows counted in the file, independently of DuckDB
-    version: FileVersion  # the version of the file that was loaded
+    version: FileVersion  # the version of the file the partition holds
+    loaded_by: str | None = None  # for a version loaded before: the run that loaded it
 
 
-def _sql(name: str, table: RawTable) -> str:
-    return (SQL_DIR / name).read_text().replace("{table}", RawTable(table).value)
+@dataclass
+class LoadReport:
+    """What a load did with each partition it was given."""
+
+    loaded: dict[str, LoadResult] = field(default_factory=dict)  # loaded now
+    unchanged: dict[str, LoadResult] = field(default_factory=dict)  # this version was loaded before
+    failed: dict[str, SourceFileError] = field(default_factory=dict)  # bad files, nothing loaded
+    # Files loaded once and since removed: the partition keeps its rows. The run that loaded them.
+    removed: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def holding(self) -> dict[str, LoadResult]:
+        """Every partition that now holds its file's current version."""
+        return {**self.unchanged, **self.loaded}
+
+
+def sql_text(name: str, table: RawTable | None = None) -> str:
+    text = (SQL_DIR / name).read_text()
+    return text if table is None else text.replace("{table}", RawTable(table).value)
+
+
+def literal_path(path: Path) -> str:
+    """A path DuckDB reads as exactly this file, even when its name holds glob characters."""
+    return "".join(f"[{char}]" if char in GLOB_CHARACTERS else char for char in str(path))
 
 
 def _first_paragraph(error: Exception) -> str:
@@ -55,25 +89,22 @@ def _shortened(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _rejected_lines(conn: "duckdb.DuckDBPyConnection") -> SourceFileError | None:
-    """The lines DuckDB could not read in the last load, as one error naming the files and lines."""
-    rejects = conn.execute((SQL_DIR / "rejected_lines.sql").read_text()).fetchall()
-    if not rejects:
-        return None
-    errors = [
-        {"file": file, "line": line, "column": column, "error": kind, "message": _shortened(message)}
-        for file, line, column, kind, message in rejects
-    ]
-    first_file = errors[0]["file"]
-    in_first = [e for e in errors if e["file"] == first_file]
-    shown = "; ".join(
-        f"line {e['line']}" + (f", column {e['column']}" if e["column"] else "") + f": {e['message']}"
-        for e in in_first[:ERRORS_SHOWN]
-    )
-    more = f" (and {len(in_first) - ERRORS_SHOWN} more)" if len(in_first) > ERRORS_SHOWN else ""
-    others = sorted({e["file"] for e in errors} - {first_file})
-    also = f"; {len(others)} other file(s) have bad lines too: {', '.join(others[:5])}" if others else ""
-    return SourceFileError(Path(first_file), f"{len(in_first)} bad line(s): {shown}{more}{also}", errors)
+def _rejected_lines(conn: "duckdb.DuckDBPyConnection") -> dict[Path, SourceFileError]:
+    """The lines DuckDB could not read in the last load, as one error per file naming its lines."""
+    by_file: dict[Path, list[dict]] = {}
+    for file, line, column, kind, message in conn.execute(sql_text("rejected_lines.sql")).fetchall():
+        by_file.setdefault(Path(file), []).append(
+            {"file": file, "line": line, "column": column, "error": kind, "message": _shortened(message)}
+        )
+    errors = {}
+    for path, lines in by_file.items():
+        shown = "; ".join(
+            f"line {e['line']}" + (f", column {e['column']}" if e["column"] else "") + f": {e['message']}"
+            for e in lines[:ERRORS_SHOWN]
+        )
+        more = f" (and {len(lines) - ERRORS_SHOWN} more)" if len(lines) > ERRORS_SHOWN else ""
+        errors[path] = SourceFileError(path, f"{len(lines)} bad line(s): {shown}{more}", lines)
+    return errors
 
 
 def _changed_files(versions: dict[Path, FileVersion]) -> list[Path]:
@@ -87,23 +118,73 @@ def _changed_files(versions: dict[Path, FileVersion]) -> list[Path]:
     return changed
 
 
-def _load_once(
-    conn: "duckdb.DuckDBPyConnection", table: RawTable, files: dict[str, Path]
+def ensure_tables(conn: "duckdb.DuckDBPyConnection", table: RawTable) -> None:
+    conn.execute(sql_text("create_raw_table.sql", table))
+    conn.execute(sql_text("create_load_history.sql"))
+
+
+def loaded_versions(
+    conn: "duckdb.DuckDBPyConnection", table: RawTable, partition_keys: list[str] | None = None
+) -> dict[str, tuple[str, str | None]]:
+    """The file version each partition holds, with the run that loaded it, from `load_history`."""
+    exists = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+        " AND schema_name = 'main' AND table_name = 'load_history'"
+    ).fetchone()[0]
+    if not exists:
+        return {}
+    found = conn.execute(sql_text("loaded_versions.sql"), [RawTable(table).value, partition_keys]).fetchall()
+    return {key: (version, run_id) for key, version, run_id in found}
+
+
+def _record_loads(
+    conn: "duckdb.DuckDBPyConnection",
+    table: RawTable,
+    files: dict[str, Path],
+    versions: dict[Path, FileVersion],
+    file_rows: dict[str, int],
+    run_id: str | None,
+) -> None:
+    keys = list(files)
+    conn.execute(
+        sql_text("record_loads.sql"),
+        [
+            RawTable(table).value,
+            run_id,
+            keys,
+            [str(files[key]) for key in keys],
+            [versions[files[key]].token for key in keys],
+            [versions[files[key]].size for key in keys],
+            [versions[files[key]].mtime_ns for key in keys],
+            [file_rows[key] for key in keys],
+        ],
+    )
+
+
+def _load_together(
+    conn: "duckdb.DuckDBPyConnection",
+    table: RawTable,
+    files: dict[str, Path],
+    versions: dict[Path, FileVersion],
+    file_rows: dict[str, int],
+    run_id: str | None,
 ) -> dict[str, LoadResult]:
+    """Loads every file in one transaction, or rolls it all back and raises what went wrong: the bad
+    files with their errors (`_BadFiles`), `FileChangedError`, or DuckDB's own error.
+
+    `versions` were taken before the files were first read: a file that differs from them at the end
+    was changed while it was read, and nothing is kept."""
     import duckdb  # here, not at the top: loading the code location need not load DuckDB
 
-    versions = {path: FileVersion.of(path) for path in files.values()}
     conn.execute("BEGIN TRANSACTION")
     try:
-        file_rows = {key: count_data_rows(path, skip_blank_lines=False) for key, path in files.items()}
-        conn.execute(_sql("create_raw_table.sql", table))
         conn.execute("DROP TABLE IF EXISTS temp.load_rejects")
         conn.execute("DROP TABLE IF EXISTS temp.load_reject_scans")
         paths = [str(path) for path in files.values()]
-        conn.execute((SQL_DIR / "stage_load_files.sql").read_text(), [paths, list(files)])
+        conn.execute(sql_text("stage_load_files.sql"), [paths, list(files)])
         name = RawTable(table).value
         conn.execute(f"DELETE FROM {name} WHERE partition_key IN (SELECT partition_key FROM load_files)")
-        conn.execute(_sql("insert_partitions.sql", table), [paths])
+        conn.execute(sql_text("insert_partitions.sql", table), [[literal_path(p) for p in files.values()]])
         row_counts = dict(
             conn.execute(
                 f"SELECT partition_key, count(*) FROM {name}"
@@ -114,54 +195,173 @@ def _load_once(
             if row_counts.get(key, 0) != file_rows[key]:  # blank lines, or a real mismatch
                 file_rows[key] = count_data_rows(path)
         rejected = _rejected_lines(conn)
-        if rejected is not None:
-            raise rejected
-        changed = _changed_files(versions)
+        if rejected:
+            raise _BadFiles(rejected)
+        changed = _changed_files({path: versions[path] for path in files.values()})
         if changed:
             raise FileChangedError(changed[0], "the file changed while it was being loaded")
+        _record_loads(conn, table, files, versions, file_rows, run_id)
         conn.execute("COMMIT")
     except BaseException as error:
         conn.execute("ROLLBACK")
-        if isinstance(error, FileChangedError) or not isinstance(error, SourceFileError | duckdb.Error):
+        if isinstance(error, FileChangedError) or not isinstance(error, _BadFiles | duckdb.Error):
             raise
         # What looks like a bad file may be a file caught half-way through being rewritten.
-        changed = _changed_files(versions)
+        changed = _changed_files({path: versions[path] for path in files.values()})
         if changed:
             raise FileChangedError(changed[0], "the file changed while it was being loaded") from error
-        if isinstance(error, SourceFileError):
-            raise
-        path = _file_named_in(error) or next(iter(files.values()))
-        if isinstance(error, duckdb.ConstraintException):
-            raise SourceFileError(
-                path, f"a value is missing or out of range: {_first_paragraph(error)}"
-            ) from error
-        raise SourceFileError(path, _first_paragraph(error)) from error
+        raise
     return {
         key: LoadResult(row_count=row_counts.get(key, 0), file_rows=file_rows[key], version=versions[path])
         for key, path in files.items()
     }
 
 
-def replace_partitions(
-    conn: "duckdb.DuckDBPyConnection", table: RawTable, files: dict[str, Path]
-) -> dict[str, LoadResult]:
-    """Replaces each partition's rows in `table` with the rows of its file, all in one transaction.
+class _BadFiles(Exception):
+    def __init__(self, errors: dict[Path, SourceFileError]) -> None:
+        super().__init__(f"{len(errors)} bad file(s)")
+        self.errors = errors
 
-    `files` maps partition keys to their files. They are checked first (header, encoding); any bad
-    line, missing value or a change to a file during the load rolls the whole transaction back, so every
-    partition keeps exactly the rows it had and no other partition is touched. Files replaced during
-    the load are loaded again, whole.
-    """
-    for _ in range(ATTEMPTS_WHILE_CHANGING - 1):
+
+def _duckdb_error(error: Exception, path: Path) -> SourceFileError:
+    import duckdb
+
+    if isinstance(error, duckdb.ConstraintException):
+        return SourceFileError(path, f"a value is missing or out of range: {_first_paragraph(error)}")
+    return SourceFileError(path, _first_paragraph(error))
+
+
+def _load_good_files(
+    conn: "duckdb.DuckDBPyConnection",
+    table: RawTable,
+    files: dict[str, Path],
+    versions: dict[Path, FileVersion],
+    file_rows: dict[str, int],
+    run_id: str | None,
+    report: LoadReport,
+) -> None:
+    """Loads the files together; a bad one found on the way is set aside and the rest loaded again."""
+    import duckdb
+
+    while files:
         try:
-            return _load_once(conn, table, files)
-        except FileChangedError:
+            report.loaded.update(_load_together(conn, table, files, versions, file_rows, run_id))
+            return
+        except _BadFiles as bad:
+            key_of = {path: key for key, path in files.items()}
+            for path, error in bad.errors.items():
+                report.failed[key_of[path]] = error
+            files = {key: path for key, path in files.items() if key not in report.failed}
+        except duckdb.Error as error:
+            # Not a line DuckDB could set aside (a value out of range, a file gone): find the file alone.
+            if len(files) == 1:
+                ((key, path),) = files.items()
+                report.failed[key] = _duckdb_error(error, _file_named_in(error) or path)
+                return
+            for key, path in files.items():
+                _load_good_files(conn, table, {key: path}, versions, file_rows, run_id, report)
+            return
+
+
+def _read_first(files: dict[str, Path], report: LoadReport) -> tuple[dict[Path, FileVersion], dict[str, int]]:
+    """Each file's version, then its data rows counted while its header and encoding are checked."""
+    versions: dict[Path, FileVersion] = {}
+    file_rows: dict[str, int] = {}
+    for key, path in files.items():
+        try:
+            versions[path] = FileVersion.of(path)
+            file_rows[key] = count_data_rows(path, skip_blank_lines=False)
+        except SourceFileError as error:
+            report.failed[key] = error
+        except FileNotFoundError:
+            report.failed[key] = SourceFileError(path, NO_FILE)
+    return versions, file_rows
+
+
+def load_partitions(
+    conn: "duckdb.DuckDBPyConnection",
+    table: RawTable,
+    files: dict[str, Path],
+    run_id: str | None = None,
+) -> LoadReport:
+    """Loads each partition's file into `table`, in place of the rows the partition had.
+
+    `files` maps partition keys to their files. A partition whose file's version is already loaded is
+    left as it is, and so is one whose file was loaded once and has since been removed. A file that is
+    bad (header, encoding, a bad line, a missing value) or not there is reported in `failed`, and its
+    partition keeps exactly the rows it had. Every other file is loaded, all in one transaction. Files
+    that change while they are read are loaded again, whole; `FileChangedError` if they never stop.
+    """
+    import duckdb
+
+    report = LoadReport()
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        ensure_tables(conn, table)
+        conn.execute("COMMIT")
+    except duckdb.Error:
+        conn.execute("ROLLBACK")
+        raise
+    holding = loaded_versions(conn, table, list(files))
+    to_load: dict[str, Path] = {}
+    for key, path in files.items():
+        loaded = holding.get(key)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            if loaded is not None:
+                report.removed[key] = loaded[1]
+            else:
+                report.failed[key] = SourceFileError(path, NO_FILE)
             continue
-    return _load_once(conn, table, files)
+        if not stat.S_ISREG(mode):
+            report.failed[key] = SourceFileError(path, "it is not a regular file (a folder, link or device)")
+            continue
+        version = FileVersion.of(path)
+        if loaded is not None and loaded[0] == version.token:
+            report.unchanged[key] = LoadResult(0, 0, version, loaded_by=loaded[1])
+        else:
+            to_load[key] = path
+    for attempt in range(ATTEMPTS_WHILE_CHANGING):
+        remaining = {k: p for k, p in to_load.items() if k not in report.loaded and k not in report.failed}
+        versions, file_rows = _read_first(remaining, report)
+        try:
+            _load_good_files(
+                conn,
+                table,
+                {k: p for k, p in remaining.items() if k in file_rows},
+                versions,
+                file_rows,
+                run_id,
+                report,
+            )
+            break
+        except FileChangedError:
+            if attempt == ATTEMPTS_WHILE_CHANGING - 1:
+                raise
+    if report.unchanged:
+        counts = dict(
+            conn.execute(
+                f"SELECT partition_key, count(*) FROM {RawTable(table).value}"
+                " WHERE partition_key IN (SELECT unnest(?::VARCHAR[])) GROUP BY ALL",
+                [list(report.unchanged)],
+            ).fetchall()
+        )
+        for key, result in report.unchanged.items():
+            rows = counts.get(key, 0)
+            report.unchanged[key] = LoadResult(rows, rows, result.version, result.loaded_by)
+    return report
 
 
 def replace_partition(
-    conn: "duckdb.DuckDBPyConnection", table: RawTable, partition_key: str, path: Path
+    conn: "duckdb.DuckDBPyConnection",
+    table: RawTable,
+    partition_key: str,
+    path: Path,
+    run_id: str | None = None,
 ) -> LoadResult:
-    """Replaces one partition's rows with those of its file: `replace_partitions` for a single file."""
-    return replace_partitions(conn, table, {partition_key: path})[partition_key]
+    """Loads one partition's file (see `load_partitions`), raising `SourceFileError` if it is bad."""
+    report = load_partitions(conn, table, {partition_key: path}, run_id)
+    if partition_key in report.failed:
+        raise report.failed[partition_key]
+    return report.holding[partition_key]

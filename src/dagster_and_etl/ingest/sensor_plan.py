@@ -1,63 +1,89 @@
-"""What one tick of the directory sensor should do, decided from plain values.
+"""What one tick of the file sensor should do, decided from plain values.
 
-The cursor holds a single time, the horizon: every file change at or before it has been dealt with. A
-tick moves it up to "now less the settle window", so its size never grows with the folder. Files are
-then requested when
-- their key is not yet a registered partition (new files, whatever their mtime says), or
-- they changed after the previous horizon (rewritten or replaced files).
-Files that changed after the new horizon are still settling and wait for a later tick.
+A file is due when its current version is not yet loaded or requested. The cursor tells which, without
+reading the database on an ordinary tick:
+- the horizon: every change at or before it has been requested. A tick moves it up to "now less the
+  settle window", so a file changed after the last tick is due, and one changed after the new horizon
+  is still settling and waits;
+- the versions requested that changed after the horizon (only while a limit keeps the horizon back),
+  so that no version is requested twice;
+- a file whose key is not a registered partition is new, and due, whatever its mtime says.
 
-Requested files are loaded in batches, one run each over a range of partition keys in the order the
-keys were registered (Dagster runs a contiguous range of dynamic partitions, not an arbitrary set). New
-keys are registered oldest file first at the end of that order, so a backlog of new files makes few,
-full batches. A run's key names the versions of every file in its range: the same versions, batched the
-same way, always give the same run key, and Dagster never starts a run key twice.
+Without a cursor (first enable, or a reset) the tick rebuilds what it knows from the load history: a
+file is due when the version loaded into its partition is not its current one. Nothing loaded is
+requested again.
+
+Due files are requested in batches, one run each over a range of partition keys that are all due, in
+the order the keys were registered (Dagster runs a contiguous range of dynamic partitions, not an
+arbitrary set). New keys are registered oldest file first at the end of that order, so a backlog of new
+files makes few, full batches. A run's key names the versions
+of every file in its range, so the same versions batched the same way always give the same run key.
 """
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from dagster_and_etl.ingest.source_folder import FolderListing, SourceFile, UnsafeName
-
-# File timestamps come from a coarse kernel clock and some filesystems keep whole seconds only, so a
-# change can carry a time up to a second older than the moment it happened. The horizon stays that far
-# behind the clock, and no change can land behind it unseen.
-TIMESTAMP_SLACK_NS = 1_000_000_000
+from dagster_and_etl.ingest.source_folder import FolderListing, SourceFile, UnsafeName, settle_horizon
 
 
 @dataclass(frozen=True)
 class SensorCursor:
-    horizon_ns: int = 0
+    horizon_ns: int = 0  # 0: no tick has run, or the cursor was reset; the next tick rebuilds
     # Which files were in the folder when every one of them had been registered: while the folder
     # holds the same names and nothing changed, a tick need not read the registered keys at all.
     names_digest: str | None = None
+    # Versions requested whose changes lie after the horizon, by partition key.
+    requested: Mapping[str, str] = field(default_factory=dict)
+    # A rebuild whose due files did not all fit in one tick goes on at the next one.
+    rebuilding: bool = False
+
+    @property
+    def is_fresh(self) -> bool:
+        return self.horizon_ns == 0 or self.rebuilding
 
     def serialize(self) -> str:
-        return json.dumps({"horizon_ns": self.horizon_ns, "names_digest": self.names_digest})
+        stored: dict = {"horizon_ns": self.horizon_ns, "names_digest": self.names_digest}
+        if self.requested:
+            stored["requested"] = dict(self.requested)
+        if self.rebuilding:
+            stored["rebuilding"] = True
+        return json.dumps(stored, separators=(",", ":"))
 
     @classmethod
     def parse(cls, text: str | None) -> "SensorCursor":
-        """The cursor stored by an earlier tick; an empty or unreadable one starts from the beginning."""
+        """The cursor stored by an earlier tick; an empty or unreadable one starts a rebuild."""
         try:
             stored = json.loads(text or "{}")
             horizon_ns, digest = stored.get("horizon_ns", 0), stored.get("names_digest")
+            requested, rebuilding = stored.get("requested", {}), stored.get("rebuilding", False)
         except (ValueError, TypeError, AttributeError):
             return cls()
-        if not isinstance(horizon_ns, int) or horizon_ns < 0 or not isinstance(digest, str | None):
+        if (
+            not isinstance(horizon_ns, int)
+            or horizon_ns < 0
+            or not isinstance(digest, str | None)
+            or not isinstance(requested, dict)
+            or not all(isinstance(v, str) for v in requested.values())
+        ):
             return cls()
-        return cls(horizon_ns, digest)
+        return cls(horizon_ns, digest, requested, bool(rebuilding))
 
 
 @dataclass(frozen=True)
 class RunBatch:
-    """One run: a range of registered partition keys whose files are all present and settled."""
+    """One run: a range of registered partition keys whose files are all due, present and settled."""
 
-    first_key: str
-    last_key: str
-    files: list[SourceFile]  # every file in the range, in key order
-    requested: list[SourceFile]  # those among them that are new or changed
+    files: list[SourceFile]  # in key order
+
+    @property
+    def first_key(self) -> str:
+        return self.files[0].partition_key
+
+    @property
+    def last_key(self) -> str:
+        return self.files[-1].partition_key
 
     @property
     def partition_keys(self) -> list[str]:
@@ -65,7 +91,8 @@ class RunBatch:
 
     @property
     def run_key(self) -> str:
-        versions = "\n".join(source_file.version for source_file in self.files)
+        """`<first key>..<last key>@<digest of every file's name and version>`, or `<key>@<digest>`."""
+        versions = "\n".join(f"{f.name}@{f.version}" for f in self.files)
         digest = hashlib.sha256(versions.encode("utf-8", "surrogateescape")).hexdigest()[:16]
         span = self.first_key if len(self.files) == 1 else f"{self.first_key}..{self.last_key}"
         return f"{span}@{digest}"
@@ -73,20 +100,29 @@ class RunBatch:
 
 @dataclass(frozen=True)
 class TickPlan:
-    batches: list[RunBatch]  # in key order, oldest new files last
+    batches: list[RunBatch]  # in key order, new files oldest first after the registered ones
     new_partition_keys: list[str]  # to register, in this order, before the batches run
     settling: list[SourceFile]
     unsafe_names: list[UnsafeName]
-    waiting: list[SourceFile]  # new or changed, left for a later tick by the runs-per-tick limit
+    waiting: list[SourceFile]  # due, left for a later tick by the runs-per-tick limit
     cursor: SensorCursor
+    rebuilt: bool = False  # this tick rebuilt what is due from the load history
+    registered_only: int = 0  # files registered without a run: present when the sensor was first enabled
 
     @property
     def to_request(self) -> list[SourceFile]:
-        return [source_file for batch in self.batches for source_file in batch.requested]
+        return [source_file for batch in self.batches for source_file in batch.files]
 
     def skip_reason(self, folder: str) -> str:
         """Why this tick requests nothing, telling an idle folder from a busy or a troubled one."""
-        parts = [f"No new or modified files in {folder}"]
+        if self.registered_only:
+            parts = [
+                f"First tick: registered the {self.registered_only} file(s) already in {folder} as"
+                " partitions without loading them (SENSOR_INCLUDE_EXISTING_FILES=false); files that"
+                " arrive or change from now on are loaded"
+            ]
+        else:
+            parts = [f"No new or modified files in {folder}"]
         if self.settling:
             parts.append(f"{len(self.settling)} file(s) still settling")
         if self.unsafe_names:
@@ -99,33 +135,16 @@ class TickPlan:
         return "; ".join(parts) + "."
 
 
-def _batches(
-    requested: list[tuple[int, SourceFile]], file_at: Sequence[SourceFile | None], max_batch: int
-) -> list[RunBatch]:
-    """Groups requested files, by key position, into ranges of at most `max_batch` keys with no gap:
-    every key inside a range has a settled file (unchanged ones are loaded again with the rest)."""
+def _batches(due: list[tuple[int, SourceFile]], max_batch: int) -> list[RunBatch]:
+    """Groups due files, by key position, into runs of at most `max_batch` consecutive keys."""
     batches: list[RunBatch] = []
-    start = end = -1
-    chosen: list[SourceFile] = []
-
-    def close() -> None:
-        files = [source_file for source_file in file_at[start : end + 1] if source_file is not None]
-        batches.append(RunBatch(files[0].partition_key, files[-1].partition_key, files, chosen))
-
-    for position, source_file in requested:
-        extends = (
-            start >= 0
-            and position - start < max_batch
-            and all(file_at[between] is not None for between in range(end + 1, position))
-        )
-        if not extends:
-            if start >= 0:
-                close()
-            start, chosen = position, []
-        end = position
-        chosen.append(source_file)
-    if start >= 0:
-        close()
+    previous = -2
+    for position, source_file in sorted(due, key=lambda item: item[0]):
+        if batches and len(batches[-1].files) < max_batch and position == previous + 1:
+            batches[-1].files.append(source_file)
+        else:
+            batches.append(RunBatch([source_file]))
+        previous = position
     return batches
 
 
@@ -137,53 +156,104 @@ def plan_tick(
     settle_ns: int,
     max_batch: int = 1,
     max_runs: int | None = None,
+    loaded_versions: Mapping[str, str] | Callable[[], Mapping[str, str]] = dict,
+    include_existing: bool = True,
 ) -> TickPlan:
     """Which files to register and request, in which batches, which wait, and the cursor to store.
 
-    `registered_keys` are the dynamic partition keys in the order they were registered, or a function
-    that reads them, called only when the folder's names or files changed since the last tick.
+    `registered_keys` are the dynamic partition keys in the order they were registered, and
+    `loaded_versions` the version of the file each partition holds; either may be a function that
+    reads them. The keys are read only when the folder's names or files changed since the last tick,
+    the loaded versions only when the tick rebuilds (no cursor).
     """
-    horizon_ns = max(cursor.horizon_ns, now_ns - settle_ns - TIMESTAMP_SLACK_NS)
+    horizon_ns = max(cursor.horizon_ns, settle_horizon(now_ns, settle_ns))
     digest = listing.names_digest()
-    if digest == cursor.names_digest and listing.latest_change_ns() <= cursor.horizon_ns:
+    if (
+        not cursor.is_fresh
+        and digest == cursor.names_digest
+        and listing.latest_change_ns() <= cursor.horizon_ns
+    ):
         return TickPlan([], [], [], listing.unsafe_names, [], SensorCursor(horizon_ns, digest))
     if callable(registered_keys):
         registered_keys = registered_keys()
     position = {key: index for index, key in enumerate(registered_keys)}
-    settled: dict[str, SourceFile] = {}
+    settled: list[SourceFile] = []
     settling: list[SourceFile] = []
-    changed: list[SourceFile] = []
-    new: list[SourceFile] = []
     for source_file in listing.files:
-        if source_file.changed_ns > horizon_ns:
-            settling.append(source_file)
-            continue
-        settled[source_file.partition_key] = source_file
-        if source_file.partition_key not in position:
-            new.append(source_file)
-        elif source_file.changed_ns > cursor.horizon_ns:
-            changed.append(source_file)
-    new.sort(key=lambda source_file: (source_file.mtime_ns, source_file.name))
+        (settling if source_file.changed_ns > horizon_ns else settled).append(source_file)
 
-    file_at: list[SourceFile | None] = [settled.get(key) for key in registered_keys] + new
-    requested = sorted((position[f.partition_key], f) for f in changed) + [
-        (len(registered_keys) + index, source_file) for index, source_file in enumerate(new)
-    ]
-    batches = _batches(requested, file_at, max_batch)
+    if cursor.horizon_ns == 0 and not include_existing and not registered_keys:
+        # First enable on a fresh instance: what is already there is registered, ready for a backfill.
+        existing = sorted(settled, key=lambda f: (f.mtime_ns, f.name))
+        return TickPlan(
+            [],
+            [f.partition_key for f in existing],
+            settling,
+            listing.unsafe_names,
+            [],
+            SensorCursor(horizon_ns, None if settling else digest),
+            registered_only=len(existing),
+        )
+
+    if cursor.is_fresh:
+        if callable(loaded_versions):
+            loaded_versions = loaded_versions()
+        due = [
+            f
+            for f in settled
+            if loaded_versions.get(f.partition_key) != f.version
+            and cursor.requested.get(f.partition_key) != f.version
+        ]
+    else:
+        due = [
+            f
+            for f in settled
+            if f.partition_key not in position
+            or (f.changed_ns > cursor.horizon_ns and cursor.requested.get(f.partition_key) != f.version)
+        ]
+    new = sorted((f for f in due if f.partition_key not in position), key=lambda f: (f.mtime_ns, f.name))
+    placed = [(position[f.partition_key], f) for f in due if f.partition_key in position]
+    placed += [(len(position) + index, f) for index, f in enumerate(new)]
+    batches = _batches(placed, max_batch)
     kept = batches if max_runs is None else batches[:max_runs]
-    waiting = [source_file for batch in batches[len(kept) :] for source_file in batch.requested]
-    # Changed files left waiting are found again only if the horizon stays below them; new ones are
-    # found again by their key, which is registered only once it is requested.
-    waiting_changed = [f.changed_ns for f in waiting if f.partition_key in position]
-    if waiting_changed:
-        horizon_ns = min(horizon_ns, min(waiting_changed) - 1)
-    requested_new = {f.partition_key for batch in kept for f in batch.requested} - position.keys()
+    waiting = [source_file for batch in batches[len(kept) :] for source_file in batch.files]
+    requested = [source_file for batch in kept for source_file in batch.files]
+    requested_new = {f.partition_key for f in requested} - position.keys()
+
+    if cursor.is_fresh:
+        # A rebuild that could not request everything goes on next tick, remembering what it requested.
+        if waiting:
+            already = {**cursor.requested, **{f.partition_key: f.version for f in requested}}
+            next_cursor = SensorCursor(0, None, already, rebuilding=True)
+        else:
+            next_cursor = SensorCursor(horizon_ns, None if settling else digest)
+    else:
+        # Changed files left waiting are found again only while the horizon stays below them; new
+        # ones are found again by their key, which is registered only once it is requested.
+        waiting_changed = [f.changed_ns for f in waiting if f.partition_key in position]
+        if waiting_changed:
+            horizon_ns = max(cursor.horizon_ns, min(horizon_ns, min(waiting_changed) - 1))
+        by_key = {f.partition_key: f for f in listing.files}
+        still_requested = {
+            key: version
+            for key, version in {
+                **cursor.requested,
+                **{f.partition_key: f.version for f in requested},
+            }.items()
+            if key in by_key and by_key[key].version == version and by_key[key].changed_ns > horizon_ns
+        }
+        next_cursor = SensorCursor(
+            horizon_ns,
+            # Files still settling or waiting make the next tick look at the registered keys again.
+            None if waiting or settling else digest,
+            still_requested,
+        )
     return TickPlan(
         batches=kept,
         new_partition_keys=[f.partition_key for f in new if f.partition_key in requested_new],
         settling=settling,
         unsafe_names=listing.unsafe_names,
         waiting=waiting,
-        # Files still settling or waiting make the next tick look at the registered keys again.
-        cursor=SensorCursor(max(horizon_ns, cursor.horizon_ns), None if waiting or settling else digest),
+        cursor=next_cursor,
+        rebuilt=cursor.is_fresh,
     )

@@ -37,6 +37,17 @@ class FileVersion:
         stat = os.stat(path)
         return cls(stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
+    @property
+    def token(self) -> str:
+        """The version as one string, as the sensor and the load history write it."""
+        return version_token(self.size, self.mtime_ns, self.ctime_ns, self.inode)
+
+
+def version_token(size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """Size and mtime tell most versions apart; the inode change time and the inode tell a replacement
+    with the same size and mtime (`cp -p`, `rsync -t`) from the file it replaced."""
+    return f"size={size},mtime_ns={mtime_ns},ctime_ns={ctime_ns},inode={inode}"
+
 
 def count_data_rows(path: Path, *, skip_blank_lines: bool = True) -> int:
     """Checks the header and the encoding, and counts the lines after the header.

@@ -6,6 +6,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster_and_etl.ingest.partition_keys import key_for_file_name, key_problem
+from dagster_and_etl.ingest.source_file_scan import version_token
+
+# File timestamps come from a coarse kernel clock and some filesystems keep whole seconds only, so a
+# change can carry a time up to a second older than the moment it happened. A file counts as settled
+# only once that much more time has passed.
+TIMESTAMP_SLACK_NS = 1_000_000_000
+
+
+def settle_horizon(now_ns: int, settle_ns: int) -> int:
+    """The latest change time of a file that has stayed unchanged for `settle_ns` by `now_ns`."""
+    return now_ns - settle_ns - TIMESTAMP_SLACK_NS
+
+
+def changed_ns(stat: os.stat_result) -> int:
+    """The later of a file's content and inode change times (see `SourceFile.changed_ns`)."""
+    return max(stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +35,13 @@ class SourceFile:
     # The later of the content's and the inode's change time. Unlike the mtime, the inode change time
     # cannot be set back by `cp -p` or `rsync -t`, so it shows every write and every replacement.
     changed_ns: int
+    ctime_ns: int
+    inode: int
 
     @property
     def version(self) -> str:
-        """Names this version of the file: the same bytes under the same name keep the same version."""
-        return f"{self.name}@mtime_ns={self.mtime_ns},size={self.size}"
+        """Names this version of the file, as the load history records it."""
+        return version_token(self.size, self.mtime_ns, self.ctime_ns, self.inode)
 
 
 @dataclass(frozen=True)
@@ -32,8 +50,9 @@ class UnsafeName:
     problem: str
 
 
-# One file as the listing saw it: name, partition key, size, mtime_ns, changed_ns (see SourceFile).
-Entry = tuple[str, str, int, int, int]
+# One file as the listing saw it: name, partition key, size, mtime_ns, changed_ns, ctime_ns, inode
+# (see SourceFile).
+Entry = tuple[str, str, int, int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,14 @@ def list_source_files(folder: Path) -> FolderListing:
             mtime_ns = stat.st_mtime_ns
             ctime_ns = stat.st_ctime_ns
             entries.append(
-                (name, partition_key, stat.st_size, mtime_ns, ctime_ns if ctime_ns > mtime_ns else mtime_ns)
+                (
+                    name,
+                    partition_key,
+                    stat.st_size,
+                    mtime_ns,
+                    ctime_ns if ctime_ns > mtime_ns else mtime_ns,
+                    ctime_ns,
+                    stat.st_ino,
+                )
             )
     return FolderListing(entries, unsafe_names)

@@ -40,20 +40,25 @@ def table_columns(conn: "duckdb.DuckDBPyConnection", table: RawTable) -> list[Co
     return [Column(name, data_type, nullable) for name, data_type, nullable in found]
 
 
-def preview(
+def previews(
     conn: "duckdb.DuckDBPyConnection",
     table: RawTable,
     partition_keys: Sequence[str],
     limit: int = PREVIEW_ROWS,
-) -> Preview:
-    """The first `limit` rows of the partitions, by partition and then date."""
+) -> dict[str, Preview]:
+    """The first `limit` rows of each partition, by date, in one query."""
     cursor = conn.execute(
         f"SELECT * FROM {RawTable(table).value} WHERE partition_key IN (SELECT unnest(?::VARCHAR[]))"
-        " ORDER BY partition_key, date LIMIT ?",
+        " QUALIFY row_number() OVER (PARTITION BY partition_key ORDER BY date, share_price) <= ?"
+        " ORDER BY partition_key, date, share_price",
         [list(partition_keys), limit],
     )
     columns = [description[0] for description in cursor.description]
-    return Preview(columns, cursor.fetchall())
+    key_at = columns.index("partition_key")
+    found: dict[str, Preview] = {key: Preview(columns, []) for key in partition_keys}
+    for row in cursor.fetchall():
+        found[row[key_at]].rows.append(row)
+    return found
 
 
 def _line(cells: Sequence[object]) -> str:

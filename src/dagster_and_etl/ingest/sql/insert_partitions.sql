@@ -1,5 +1,6 @@
 -- Parameter: the list of file paths, each mapped to its partition key in temp.load_files.
--- Bad lines are not loaded but listed in temp.load_rejects; any there make the caller roll the load back.
+-- Bad lines are not loaded but listed in temp.load_rejects, at most 100 a file, so a file that is wrong
+-- throughout costs little; any there make the caller roll the load back.
 INSERT INTO {table}
 SELECT src.date, src.share_price, src.amount, src.spend, src.shift, src.spread, files.partition_key
 FROM read_csv(
@@ -16,6 +17,7 @@ FROM read_csv(
     store_rejects = true,
     rejects_table = 'load_rejects',
     rejects_scan = 'load_reject_scans',
+    rejects_limit = 100,
     columns = {
         'date': 'DATE',
         'share_price': 'DECIMAL(18, 4)',
