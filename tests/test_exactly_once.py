@@ -1,0 +1,364 @@
+"""Each file version loaded exactly once, with the sensor driven tick by tick as the daemon drives it.
+
+Every test ticks `dynamic_sensor` through `SensorDaemon`: the partitions a tick asks for are added, a run
+key already launched is never launched again, and every launched run is executed. What is asserted is
+what a user of `dagster dev` would see: which runs started, what each partition holds in DuckDB, what the
+load history says and which partitions Dagster shows materialized or failed.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dagster_and_etl.defs.partitions import dynamic_partitions_def
+from dagster_and_etl.ingest.source_folder import list_source_files, settle_horizon
+from dagster_and_etl.sample_data import HEADER, sample_csv
+from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
+from tests.support import rows_per_partition, write_source_file
+
+GOOD_ROW = '"2018/09/28","264.7700","33597290.0000","270.2600","278.0000","260.5550"'
+TABLE = dg.AssetKey("duckdb_dynamic_partition_table")
+# Batching as the project ships it, and small enough that limits bite with a dozen files.
+DEFAULT_LIMITS = {"SENSOR_MAX_BATCH": None, "SENSOR_MAX_RUNS_PER_TICK": None}
+SMALL_LIMITS = {"SENSOR_MAX_BATCH": "2", "SENSOR_MAX_RUNS_PER_TICK": "2"}
+
+
+def wait_until_settled(folder: Path, settle_ns: int = 0) -> None:
+    """Waits until every file in `folder` has aged past the settle window and the timestamp slack."""
+    latest = max((f.changed_ns for f in list_source_files(folder).files), default=0)
+    while latest > settle_horizon(time.time_ns(), settle_ns):
+        time.sleep(0.05)
+
+
+def history(database: Path, key: str) -> list[tuple]:
+    """The partition's load history, oldest first: (source, version, data_rows, run_id)."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return conn.execute(
+            "SELECT source, version, data_rows, run_id FROM load_history"
+            " WHERE table_name = 'raw_dynamic_partition_data' AND partition_key = ? ORDER BY load_id",
+            [key],
+        ).fetchall()
+
+
+def loads_per_version(database: Path) -> dict[tuple[str, str], int]:
+    with duckdb.connect(str(database), read_only=True) as conn:
+        found = conn.execute(
+            "SELECT partition_key, version, count(*) FROM load_history"
+            " WHERE table_name = 'raw_dynamic_partition_data' GROUP BY ALL"
+        ).fetchall()
+    return {(key, version): count for key, version, count in found}
+
+
+def current_versions(folder: Path) -> dict[str, str]:
+    return {f.partition_key: f.version for f in list_source_files(folder).files}
+
+
+def status(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, str]:
+    found = instance.get_status_by_partition(TABLE, keys, dynamic_partitions_def)
+    return {key: (found[key].value if found[key] else "MISSING") for key in keys}
+
+
+def set_limits(monkeypatch: pytest.MonkeyPatch, limits: dict[str, str | None]) -> None:
+    for name, value in limits.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def daemon(instance: dg.DagsterInstance, defs: dg.Definitions) -> SensorDaemon:
+    return SensorDaemon(instance, defs)
+
+
+def bad_file_text(bad_line: int, rows: int = 10) -> str:
+    """A file whose data line at file line `bad_line` has a date that is not YYYY/MM/DD."""
+    lines = [HEADER, *[GOOD_ROW] * rows]
+    lines[bad_line - 1] = GOOD_ROW.replace('"2018/09/28"', '"28-09-2018"')
+    return "\n".join(lines)
+
+
+def test_runs_per_tick_limit_never_stalls_the_sensor(
+    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_limits(monkeypatch, SMALL_LIMITS)
+    keys = [f"k{index:02d}" for index in range(12)]
+    for seed, key in enumerate(keys):
+        write_source_file(source_dir, f"{key}.csv", seed=seed)
+    wait_until_settled(source_dir)
+    daemon.run_until_idle()
+    assert sorted(rows_per_partition(duckdb_path)) == keys
+
+    # Six files changed last key first, no two adjacent, and one new file.
+    changed = ["k11", "k09", "k07", "k05", "k03", "k01"]
+    for seed, key in enumerate(changed, start=100):
+        write_source_file(source_dir, f"{key}.csv", sample_csv(seed=seed, rows=3))
+        time.sleep(0.01)  # each a little later than the one before
+    write_source_file(source_dir, "k12.csv", sample_csv(seed=200, rows=4))
+    wait_until_settled(source_dir)
+
+    ticks = daemon.run_until_idle(max_ticks=10)
+
+    assert sorted(launched_partition_keys(ticks)) == sorted([*changed, "k12"])
+    # Six runs: no two changed keys are adjacent, but k11 and the new k12 are. Two a tick: three ticks,
+    # then an idle one.
+    assert [len(tick.launched) for tick in ticks] == [2, 2, 2, 0]
+    assert all(run.success for tick in ticks for run in tick.runs)
+    expected = {key: 10 for key in keys} | {key: 3 for key in changed} | {"k12": 4}
+    assert rows_per_partition(duckdb_path) == expected
+    assert set(loads_per_version(duckdb_path).values()) == {1}
+    assert all(
+        history(duckdb_path, key)[-1][1] == version for key, version in current_versions(source_dir).items()
+    )
+
+
+@pytest.mark.parametrize("limits", [DEFAULT_LIMITS, SMALL_LIMITS], ids=["default_batching", "small_batches"])
+def test_a_bad_file_holds_back_only_itself_and_loads_once_fixed(
+    source_dir: Path,
+    duckdb_path: Path,
+    daemon: SensorDaemon,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    limits: dict[str, str | None],
+) -> None:
+    set_limits(monkeypatch, limits)
+    keys = [f"file-{index:02d}" for index in range(20)]
+    for seed, key in enumerate(keys):
+        text = bad_file_text(bad_line=7) if key == "file-11" else sample_csv(seed=seed)
+        write_source_file(source_dir, f"{key}.csv", text, mtime=1_516_000_000 + seed)
+    wait_until_settled(source_dir)
+
+    ticks = daemon.run_until_idle()
+
+    good = [key for key in keys if key != "file-11"]
+    assert sorted(launched_partition_keys(ticks)) == keys  # each once
+    assert rows_per_partition(duckdb_path) == {key: 10 for key in good}
+    assert status(instance, keys) == {key: "MATERIALIZED" for key in good} | {"file-11": "FAILED"}
+    (failed_run,) = [run for tick in ticks for run in tick.runs if not run.success]
+    (failure,) = failed_run.get_step_failure_events()
+    description = failure.step_failure_data.user_failure_data.description
+    assert f"{source_dir / 'file-11.csv'} cannot be loaded" in description
+    assert "line 7, column date" in description
+    assert [e for e in failed_run.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY] == []
+
+    write_source_file(source_dir, "file-11.csv", sample_csv(seed=99, rows=6))  # the file fixed
+    wait_until_settled(source_dir)
+    fixed = daemon.run_until_idle()
+
+    assert launched_partition_keys(fixed) == ["file-11"]
+    assert rows_per_partition(duckdb_path) == {key: 10 for key in good} | {"file-11": 6}
+    assert status(instance, keys) == {key: "MATERIALIZED" for key in keys}
+    assert set(loads_per_version(duckdb_path).values()) == {1}
+
+
+def test_two_bad_files_and_a_batch_of_only_bad_files(
+    source_dir: Path,
+    duckdb_path: Path,
+    daemon: SensorDaemon,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SENSOR_MAX_BATCH", "3")
+    keys = [f"f{index}" for index in range(9)]
+    bad = {"f1": 3, "f4": 2, "f6": 2, "f7": 5, "f8": 4}  # f6..f8: one whole batch of bad files
+    for seed, key in enumerate(keys):
+        text = bad_file_text(bad[key]) if key in bad else sample_csv(seed=seed)
+        write_source_file(source_dir, f"{key}.csv", text, mtime=1_516_000_000 + seed)
+    wait_until_settled(source_dir)
+
+    ticks = daemon.run_until_idle()
+
+    good = [key for key in keys if key not in bad]
+    assert rows_per_partition(duckdb_path) == {key: 10 for key in good}
+    assert status(instance, keys) == {key: "MATERIALIZED" for key in good} | {key: "FAILED" for key in bad}
+    failures = [
+        event.step_failure_data.user_failure_data
+        for tick in ticks
+        for run in tick.runs
+        for event in run.get_step_failure_events()
+    ]
+    named = {
+        entry["partition"]: entry["problem"]
+        for f in failures
+        for entry in f.metadata["failed_partitions"].value
+    }
+    assert sorted(named) == sorted(bad)
+    for key, line in bad.items():
+        assert f"line {line}, column date" in named[key]
+    assert daemon.tick().launched == []  # bad files are not tried again until they change
+
+
+def test_a_file_name_with_glob_characters_loads_exactly_its_own_file(
+    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SENSOR_MAX_BATCH")
+    names = {"report[1]": 2, "report1": 3, "a*b": 4, "ab": 5, "q?": 6, "qq": 7, "x{1,2}": 8}
+    for key, rows in names.items():
+        write_source_file(source_dir, f"{key}.csv", sample_csv(seed=rows, rows=rows))
+    wait_until_settled(source_dir)
+
+    ticks = daemon.run_until_idle()
+
+    assert all(run.success for tick in ticks for run in tick.runs)
+    assert rows_per_partition(duckdb_path) == names
+    # The partition holds its own file's rows, not those of a file its name matches as a pattern.
+    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+        prices = dict(
+            conn.execute(
+                "SELECT partition_key, list(share_price ORDER BY date)"
+                " FROM raw_dynamic_partition_data GROUP BY 1"
+            ).fetchall()
+        )
+        expected = conn.execute(
+            "SELECT list(share_price ORDER BY date) FROM read_csv(?, header = true, dateformat = '%Y/%m/%d',"
+            " columns = {'date': 'DATE', 'share_price': 'DECIMAL(18, 4)', 'amount': 'VARCHAR',"
+            " 'spend': 'VARCHAR', 'shift': 'VARCHAR', 'spread': 'VARCHAR'})",
+            [str(source_dir / "report[[]1].csv")],
+        ).fetchone()[0]
+    assert prices["report[1]"] == expected
+
+
+def test_a_reset_cursor_requests_nothing_already_loaded(
+    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENSOR_MAX_BATCH", "3")
+    for wave in range(4):  # batches that grew over several ticks
+        for index in range(2):
+            write_source_file(source_dir, f"w{wave}-{index}.csv", seed=wave * 10 + index)
+        wait_until_settled(source_dir)
+        assert len(daemon.tick().partition_keys) == 2
+    loaded = loads_per_version(duckdb_path)
+    assert len(loaded) == 8
+
+    daemon.cursor = None  # the cursor deleted: `dagster sensor cursor dynamic_sensor --delete`
+    rebuilt = daemon.tick()
+
+    assert rebuilt.launched == [] and rebuilt.duplicates == []
+    assert "No new or modified files" in rebuilt.skip_reason
+    write_source_file(source_dir, "w1-0.csv", sample_csv(seed=77, rows=2))  # one file changes after
+    wait_until_settled(source_dir)
+    assert daemon.tick().partition_keys == ["w1-0"]
+    assert daemon.tick().launched == []
+    assert sum(loads_per_version(duckdb_path).values()) == 9
+
+
+HOLD_DATABASE = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1])
+print("HOLDING", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_reset_cursor_while_a_load_holds_the_database_waits_instead_of_guessing(
+    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SENSOR_MAX_BATCH")
+    for seed in range(3):
+        write_source_file(source_dir, f"f{seed}.csv", seed=seed)
+    wait_until_settled(source_dir)
+    daemon.run_until_idle()
+    daemon.cursor = None
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_DATABASE, str(duckdb_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "HOLDING"
+        busy = daemon.tick()
+        assert busy.launched == [] and busy.result.dynamic_partitions_requests == []
+        assert "waiting to read the load history" in busy.skip_reason
+        assert str(duckdb_path) in busy.skip_reason
+        assert daemon.cursor is None  # still no cursor: the next tick tries again
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+    after = daemon.tick()
+    assert after.launched == [] and "No new or modified files" in after.skip_reason
+    assert sum(loads_per_version(duckdb_path).values()) == 3
+
+
+def test_a_replacement_with_the_same_size_and_mtime_is_loaded(
+    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon
+) -> None:
+    first = write_source_file(source_dir, "f.csv", HEADER + "\n" + GOOD_ROW, mtime=1_516_000_000)
+    wait_until_settled(source_dir)
+    (run_key,) = [request.run_key for request in daemon.tick().launched]
+
+    replacement = source_dir / ".f.csv.tmp"
+    replacement.write_text(HEADER + "\n" + GOOD_ROW.replace("264.7700", "111.1100"))
+    os.utime(replacement, (1_516_000_000, 1_516_000_000))
+    assert replacement.stat().st_size == first.stat().st_size
+    replacement.replace(first)  # `cp -p` or `rsync -t` of a file with the same size and mtime
+    wait_until_settled(source_dir)
+
+    again = daemon.tick()
+    assert again.partition_keys == ["f"] and again.launched[0].run_key != run_key
+    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+        assert conn.execute("SELECT share_price::VARCHAR FROM raw_dynamic_partition_data").fetchall() == [
+            ("111.1100",)
+        ]
+
+
+def test_existing_files_are_registered_but_not_loaded_when_include_existing_is_false(
+    source_dir: Path,
+    duckdb_path: Path,
+    daemon: SensorDaemon,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SENSOR_INCLUDE_EXISTING_FILES", "false")
+    for seed, key in enumerate(["old-a", "old-b", "old-c"]):
+        write_source_file(source_dir, f"{key}.csv", seed=seed)
+    wait_until_settled(source_dir)
+
+    first = daemon.tick()
+
+    assert first.launched == []
+    assert sorted(daemon.instance.get_dynamic_partitions("dynamic_partition")) == ["old-a", "old-b", "old-c"]
+    assert "registered the 3 file(s) already in" in first.skip_reason
+    assert not duckdb_path.exists()
+
+    write_source_file(source_dir, "new.csv", seed=9)
+    write_source_file(source_dir, "old-b.csv", sample_csv(seed=8, rows=4))  # an existing file changes
+    wait_until_settled(source_dir)
+    later = daemon.run_until_idle()
+
+    assert sorted(launched_partition_keys(later)) == ["new", "old-b"]
+    assert rows_per_partition(duckdb_path) == {"new": 10, "old-b": 4}
+    assert status(instance, ["old-a", "old-c"]) == {"old-a": "MISSING", "old-c": "MISSING"}
+
+
+def test_a_deleted_file_keeps_its_rows_and_fails_no_run(
+    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, defs: dg.Definitions, monkeypatch
+) -> None:
+    monkeypatch.delenv("SENSOR_MAX_BATCH")
+    for seed, key in enumerate(["a", "b", "c"]):
+        write_source_file(source_dir, f"{key}.csv", seed=seed)
+    wait_until_settled(source_dir)
+    (first,) = daemon.tick().launched
+    (source_dir / "b.csv").unlink()  # processed files archived elsewhere
+
+    assert daemon.tick().launched == []
+    # Running the whole range again, as a re-execution would, loads nothing and fails nothing.
+    again = daemon.run(first)
+    assert again.success
+    assert rows_per_partition(duckdb_path) == {"a": 10, "b": 10, "c": 10}
+    assert sum(loads_per_version(duckdb_path).values()) == 3
+
+
+def test_transient_failures_are_retried_by_the_dynamic_job_and_bad_files_never(defs: dg.Definitions) -> None:
+    job = defs.resolve_job_def("import_dynamic_partition_job")
+    policy = job.op_retry_policy
+    assert policy is not None and policy.max_retries == 3 and policy.delay == 30
+    assert policy.backoff == dg.Backoff.EXPONENTIAL
