@@ -1,6 +1,7 @@
 """Helpers the tests share: writing source files and ticking the sensor as the daemon would."""
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import duckdb
 
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
 from dagster_and_etl.defs.sensors import dynamic_sensor
+from dagster_and_etl.ingest.source_folder import list_source_files, settle_horizon
 from dagster_and_etl.sample_data import sample_csv
 
 REFERENCE_DATA = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
@@ -23,6 +25,13 @@ def write_source_file(
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+def wait_until_settled(folder: Path, settle_ns: int = 0) -> None:
+    """Waits until every file in `folder` has aged past the settle window and the timestamp slack."""
+    latest = max((f.changed_ns for f in list_source_files(folder).files), default=0)
+    while latest > settle_horizon(time.time_ns(), settle_ns):
+        time.sleep(0.05)
 
 
 def run_daily(defs: dg.Definitions, instance: dg.DagsterInstance, key: str) -> dg.ExecuteInProcessResult:

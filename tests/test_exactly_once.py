@@ -17,23 +17,16 @@ import duckdb
 import pytest
 
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
-from dagster_and_etl.ingest.source_folder import list_source_files, settle_horizon
+from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.sample_data import HEADER, sample_csv
 from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
-from tests.support import rows_per_partition, write_source_file
+from tests.support import rows_per_partition, wait_until_settled, write_source_file
 
 GOOD_ROW = '"2018/09/28","264.7700","33597290.0000","270.2600","278.0000","260.5550"'
 TABLE = dg.AssetKey("duckdb_dynamic_partition_table")
 # Batching as the project ships it, and small enough that limits bite with a dozen files.
 DEFAULT_LIMITS = {"SENSOR_MAX_BATCH": None, "SENSOR_MAX_RUNS_PER_TICK": None}
 SMALL_LIMITS = {"SENSOR_MAX_BATCH": "2", "SENSOR_MAX_RUNS_PER_TICK": "2"}
-
-
-def wait_until_settled(folder: Path, settle_ns: int = 0) -> None:
-    """Waits until every file in `folder` has aged past the settle window and the timestamp slack."""
-    latest = max((f.changed_ns for f in list_source_files(folder).files), default=0)
-    while latest > settle_horizon(time.time_ns(), settle_ns):
-        time.sleep(0.05)
 
 
 def history(database: Path, key: str) -> list[tuple]:

@@ -9,7 +9,7 @@ import duckdb
 from dagster_and_etl.defs import assets
 from dagster_and_etl.defs.jobs import LATE_FILE_RETRY_POLICY
 from dagster_and_etl.sample_data import sample_csv
-from tests.support import write_source_file
+from tests.support import wait_until_settled, write_source_file
 
 DAY = "2018-01-22"
 
@@ -77,3 +77,31 @@ def test_file_that_never_arrives_fails_for_good_after_the_retries(defs, instance
     assert failure.step_failure_data.user_failure_data.description == (
         f"{DAY}.csv has not arrived in {source_dir}."
     )
+
+
+def test_daily_file_still_being_written_is_never_loaded_in_part(
+    defs, instance, source_dir: Path, duckdb_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "1")
+    job = job_with_retries(defs, dg.RetryPolicy(max_retries=1, delay=0))
+    lines = sample_csv(seed=3).split("\n")
+    path = source_dir / f"{DAY}.csv"
+    path.write_text("\n".join(lines[:4]) + "\n")  # 3 of 10 rows, cut at a line end: a transfer under way
+
+    early = job.execute_in_process(partition_key=DAY, instance=instance, raise_on_error=False)
+
+    assert not early.success
+    assert len(retry_events(early)) == 1  # retryable: a later try finds the whole file
+    (failure,) = early.get_step_failure_events()
+    assert failure.step_failure_data.user_failure_data.description.startswith(
+        f"{path} is still being written"
+    )
+    assert not duckdb_path.exists()
+
+    path.write_text("\n".join(lines))  # the transfer completes
+    wait_until_settled(source_dir, settle_ns=1_000_000_000)
+    done = job.execute_in_process(partition_key=DAY, instance=instance, raise_on_error=False)
+
+    assert done.success
+    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM raw_partition_data").fetchone() == (10,)
