@@ -5,7 +5,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.scheduler.instigation import InstigatorTick, InstigatorType, TickStatus
 
+from dagster_and_etl.defs import assets
+from dagster_and_etl.sample_data import sample_csv
 from tests.dagster_dev_process import (
     dagster_cli,
     dagster_dev_fixture,  # noqa: F401  (the fixture `dagster_dev`)
@@ -16,12 +19,60 @@ from tests.support import rows_per_partition, write_source_file
 
 pytestmark = pytest.mark.slow
 
+SENSOR = "dynamic_sensor"
+TABLE = assets.duckdb_dynamic_partition_table.key
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+COMPLETED_TICK = [TickStatus.SKIPPED, TickStatus.SUCCESS, TickStatus.FAILURE]
+
 
 def finished_runs(dagster_home: Path) -> list[dg.DagsterRun]:
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         runs = instance.get_runs()
     assert not [run for run in runs if run.status == dg.DagsterRunStatus.FAILURE]
     return [run for run in runs if run.status == dg.DagsterRunStatus.SUCCESS]
+
+
+def all_runs(dagster_home: Path) -> list[dg.DagsterRun]:
+    """Every run of the instance, oldest first, whatever its status."""
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        return list(reversed(instance.get_runs()))
+
+
+def all_finished(dagster_home: Path, count: int) -> list[dg.DagsterRun] | None:
+    """The instance's runs once there are at least `count` and every one has finished, else None."""
+    runs = all_runs(dagster_home)
+    return runs if len(runs) >= count and all(run.is_finished for run in runs) else None
+
+
+def sensor_ticks_since(dagster_home: Path, since: float) -> list[InstigatorTick]:
+    """The sensor's ticks that started after `since` and have completed, oldest first."""
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        states = [
+            state
+            for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+            if state.instigator_name == SENSOR
+        ]
+        assert states, f"{SENSOR} has no state in the instance: was it started?"
+        ticks = {
+            tick.tick_id: tick
+            for state in states
+            for tick in instance.get_ticks(
+                state.instigator_origin_id, state.selector_id, after=since, statuses=COMPLETED_TICK
+            )
+        }
+    return sorted((tick for tick in ticks.values() if tick.timestamp > since), key=lambda t: t.timestamp)
+
+
+def wait_for_quiet_ticks(dagster_home: Path, since: float, count: int = 2) -> list[InstigatorTick]:
+    """Waits for `count` sensor ticks started after `since` to complete; none of them may request a run."""
+
+    def enough() -> list[InstigatorTick] | None:
+        ticks = sensor_ticks_since(dagster_home, since)
+        return ticks if len(ticks) >= count else None
+
+    ticks = wait_for(enough, 120, f"{count} sensor ticks after the runs finished")
+    assert [(tick.status, list(tick.run_ids)) for tick in ticks] == [(TickStatus.SKIPPED, [])] * len(ticks)
+    return ticks
 
 
 def test_sensor_under_dagster_dev_runs_each_file_version_once_across_restarts(
@@ -43,7 +94,9 @@ def test_sensor_under_dagster_dev_runs_each_file_version_once_across_restarts(
     dagster_dev()
 
     wait_for(lambda: len(finished_runs(dagster_home)) >= 5, 180, "two more successful runs")
-    time.sleep(25)  # two more sensor ticks: nothing else may start
+    # Two more sensor ticks, started once every run had finished, request nothing; nothing else started.
+    wait_for_quiet_ticks(dagster_home, since=time.time())
+    assert len(all_runs(dagster_home)) == 5
     runs = finished_runs(dagster_home)
     assert sorted(run.tags["dagster/partition"] for run in runs) == [
         "2018-01-22",
@@ -59,3 +112,90 @@ def test_sensor_under_dagster_dev_runs_each_file_version_once_across_restarts(
         "2018-01-24": 10,
         "vendor-a": 10,
     }
+
+
+def with_bad_value(seed: int, line: int, column: int, value: str) -> str:
+    """Sample rows with the value in `column` (0 = date) of `line` (1 = the header) replaced."""
+    lines = sample_csv(seed=seed).split("\n")
+    cells = lines[line - 1].split(",")
+    cells[column] = f'"{value}"'
+    lines[line - 1] = ",".join(cells)
+    return "\n".join(lines)
+
+
+def partition_status(dagster_home: Path, keys: list[str]) -> dict[str, str | None]:
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        status = instance.get_status_by_partition(TABLE, keys, assets.dynamic_partitions_def)
+        assert status is not None
+        materialized = instance.get_materialized_partitions(TABLE)
+    done = dg.AssetPartitionStatus.MATERIALIZED
+    assert materialized == {key for key, value in status.items() if value == done}
+    return {key: None if value is None else value.value for key, value in status.items()}
+
+
+def step_failure(dagster_home: Path, run_id: str) -> tuple[str, dict]:
+    """The failed step's description and metadata in a run."""
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        (record,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    event = record.dagster_event
+    assert event is not None and event.step_key == "duckdb_dynamic_partition_table"
+    failure = event.step_failure_data.user_failure_data
+    assert failure is not None, event.step_failure_data.error
+    return failure.description or "", {key: value.value for key, value in failure.metadata.items()}
+
+
+def test_backlog_with_two_bad_files_under_dagster_dev_fails_only_their_partitions(
+    dagster_dev, dagster_home: Path, source_dir: Path, duckdb_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SENSOR_MAX_BATCH")  # the project's default batch size, not the tests' 1
+    keys = [f"feed-{index:02d}" for index in range(50)]
+    bad_date, non_numeric = "feed-13", "feed-36"
+    bad_text = {
+        bad_date: with_bad_value(13, line=7, column=0, value="2018/02/30"),
+        non_numeric: with_bad_value(36, line=4, column=3, value="twelve"),
+    }
+    expected_problem = {
+        bad_date: '1 bad line(s): line 7, column date: Error when converting column "date".'
+        ' Could not convert string "2018/02/30"',
+        non_numeric: '1 bad line(s): line 4, column spend: Error when converting column "spend".'
+        ' Could not convert string "twelve"',
+    }
+    first_mtime = time.time() - 100  # registered, and so batched, oldest file first: in key order
+    for index, key in enumerate(keys):
+        write_source_file(source_dir, f"{key}.csv", bad_text.get(key), seed=index, mtime=first_mtime + index)
+    good = [key for key in keys if key not in bad_text]
+    dagster_dev()
+    assert f"Started sensor {SENSOR}" in dagster_cli(dagster_home, "sensor", "start", SENSOR)
+
+    (batch,) = wait_for(lambda: all_finished(dagster_home, 1), 180, "the batch run to finish")
+    assert batch.status == dg.DagsterRunStatus.FAILURE
+    assert (batch.tags[RANGE_START], batch.tags[RANGE_END]) == (keys[0], keys[-1])
+    assert partition_status(dagster_home, keys) == {
+        key: "FAILED" if key in bad_text else "MATERIALIZED" for key in keys
+    }
+    description, metadata = step_failure(dagster_home, batch.run_id)
+    assert description.startswith("2 of 50 file(s) could not be loaded; the others were. First: ")
+    first = [key for key in bad_text if f"{source_dir / key}.csv cannot be loaded: " in description]
+    assert len(first) == 1 and expected_problem[first[0]] in description
+    failed = {entry["partition"]: entry for entry in metadata["failed_partitions"]}
+    assert sorted(failed) == sorted(bad_text)
+    for key, entry in failed.items():
+        assert entry["path"] == f"{source_dir / key}.csv"
+        assert entry["problem"].startswith(expected_problem[key])
+    assert rows_per_partition(duckdb_path) == {key: 10 for key in good}
+
+    # The bad date is mended: the rewritten file is loaded by itself; the other bad file stays failed.
+    write_source_file(source_dir, f"{bad_date}.csv", seed=13)
+    batch, fix = wait_for(lambda: all_finished(dagster_home, 2), 180, "the mended file's run to finish")
+    assert fix.status == dg.DagsterRunStatus.SUCCESS
+    assert fix.tags["dagster/partition"] == bad_date
+    wait_for_quiet_ticks(dagster_home, since=time.time())
+    runs = all_runs(dagster_home)
+    assert [run.run_id for run in runs] == [batch.run_id, fix.run_id]
+    run_keys = [run.tags["dagster/run_key"] for run in runs]
+    assert len(set(run_keys)) == len(run_keys) == 2
+    status = partition_status(dagster_home, keys)
+    assert [key for key, value in status.items() if value == "MATERIALIZED"] == sorted([*good, bad_date])
+    assert [key for key, value in status.items() if value != "MATERIALIZED"] == [non_numeric]
+    assert status[non_numeric] == "FAILED"
+    assert rows_per_partition(duckdb_path) == {key: 10 for key in sorted([*good, bad_date])}

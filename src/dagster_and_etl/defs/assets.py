@@ -20,6 +20,7 @@ from dagster_and_etl.ingest.duckdb_load import FileChangedError, LoadReport, Raw
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
 from dagster_and_etl.ingest.source_folder import changed_ns, settle_horizon
 from dagster_and_etl.ingest.table_summary import Column, markdown_table, previews, table_columns
+from dagster_and_etl.settings import read_count_setting
 
 # DuckDB lets one process write to a database file at a time: the loads queue for this pool, whose
 # limit of 1 is set in the instance's dagster.yaml.
@@ -27,6 +28,12 @@ DUCKDB_WRITE_POOL = "duckdb_write"
 # Who answers for these assets, as the UI shows it on each asset.
 OWNERS = ["team:data-engineering"]
 FILE_COLUMNS = ["partition", "path", "size (bytes)", "modified (UTC)", "rows"]
+# A backfill of dynamic partitions from the UI ("Materialize all") runs in batches the size of the
+# sensor's: one transaction per batch, so a cancel or a crash costs one batch, the UI shows progress, and
+# other loads get the database between batches. Read when the code location loads.
+DYNAMIC_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(
+    max_partitions_per_run=read_count_setting("SENSOR_MAX_BATCH")
+)
 
 
 def _modified_at(mtime: float) -> dt.datetime:
@@ -279,7 +286,7 @@ def duckdb_partition_table(
     partitions_def=dynamic_partitions_def,
     group_name="event_driven_etl",
     kinds={"csv"},
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=DYNAMIC_BACKFILL_POLICY,
     owners=OWNERS,
 )
 def import_dynamic_partition_file(
@@ -295,7 +302,7 @@ def import_dynamic_partition_file(
     group_name="event_driven_etl",
     kinds={"duckdb"},
     pool=DUCKDB_WRITE_POOL,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=DYNAMIC_BACKFILL_POLICY,
     owners=OWNERS,
     check_specs=_load_checks("duckdb_dynamic_partition_table"),
     output_required=False,  # each partition is reported by its own materialization
