@@ -190,3 +190,16 @@ def test_blank_lines_are_not_rows(defs, instance, source_dir: Path, duckdb_path:
     assert len(rows(duckdb_path, DAY)) == 2
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["row_count_matches_file"]
+
+
+def test_a_file_wrong_throughout_keeps_only_a_hundred_bad_lines_in_memory(
+    defs, instance, source_dir: Path, duckdb_path: Path, loaded
+) -> None:
+    bad_row = GOOD_ROW.replace('"2018/09/28"', '"28-09-2018"')
+    write_source_file(source_dir, f"{DAY}.csv", "\n".join([HEADER, *[bad_row] * 20_000]))
+
+    _, description, metadata = the_failure(run_daily(defs, instance, DAY))
+
+    assert "100 or more bad lines: line 2, column date" in description
+    assert len(metadata["bad_lines"]) == 20  # the failure lists the first twenty
+    assert rows(duckdb_path, DAY) == loaded[DAY]

@@ -61,6 +61,7 @@ from dagster_and_etl.ingest import duckdb_load
 from dagster_and_etl.ingest.duckdb_load import RawTable, loaded_versions, replace_partition
 
 pause_at, key, path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+assert pause_at in ("after-insert", "before-commit", "none"), pause_at
 recorded = []
 
 def pause(conn, point):
@@ -191,9 +192,8 @@ def assert_records(
         rows,
     )
     assert row.run_id == run_id
-    # `modified_at` holds microseconds, computed from the mtime in seconds as a double: it may be a
-    # microsecond off either way (the version token keeps the exact nanoseconds).
-    assert abs(row.modified_at_ns - version.mtime_ns) < 1000, (row.modified_at_ns, version.mtime_ns)
+    # `modified_at` holds the mtime to the microsecond (the version token keeps the nanoseconds).
+    assert row.modified_at_ns == version.mtime_ns // 1000 * 1000, (row.modified_at_ns, version.mtime_ns)
 
 
 def replace_file(source_dir: Path, key: str, new: Path) -> Path:
@@ -264,6 +264,9 @@ class Loader:
             while not any(line.startswith(prefix) for line in self.lines()):
                 remaining = deadline - time.monotonic()
                 assert remaining > 0, f"the loader printed no {prefix!r} in {timeout} s: {self.output!r}"
+                assert prefix.startswith("LOAD COMMITTED") or not self.committed, (
+                    f"the loader committed without stopping at {prefix!r}: {self.output!r}"
+                )
                 if selector.select(remaining):
                     chunk = os.read(self.process.stdout.fileno(), 4096)
                     assert chunk, f"the loader ended before {prefix!r}: {self.log.read_text()[-3000:]}"

@@ -355,3 +355,24 @@ def test_transient_failures_are_retried_by_the_dynamic_job_and_bad_files_never(d
     policy = job.op_retry_policy
     assert policy is not None and policy.max_retries == 3 and policy.delay == 30
     assert policy.backoff == dg.Backoff.EXPONENTIAL
+
+
+def test_a_bad_file_removed_lets_its_failed_run_be_re_executed(
+    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SENSOR_MAX_BATCH")
+    for seed, key in enumerate(["a", "b", "c"]):
+        text = bad_file_text(bad_line=2) if key == "b" else sample_csv(seed=seed)
+        write_source_file(source_dir, f"{key}.csv", text, mtime=1_516_000_000 + seed)
+    wait_until_settled(source_dir)
+    (failed,) = daemon.tick().runs
+    assert not failed.success
+    (source_dir / "b.csv").unlink()  # the bad file taken away instead of fixed
+
+    (request,) = daemon.ticks[-1].launched
+    again = daemon.run(request)  # what re-executing the failed run does
+
+    assert again.success
+    assert rows_per_partition(duckdb_path) == {"a": 10, "c": 10}
+    assert sum(loads_per_version(duckdb_path).values()) == 2  # a and c were not loaded twice
+    assert daemon.tick().launched == []

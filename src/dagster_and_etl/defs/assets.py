@@ -215,8 +215,9 @@ def _load_partitions(
             "preview": dg.MetadataValue.md(markdown_table(first_rows[key].columns, first_rows[key].rows)),
         }
         if key in report.unchanged:
+            by = f", by run {result.loaded_by}" if result.loaded_by else ""
             metadata["unchanged"] = dg.MetadataValue.text(
-                f"this version was loaded before, by run {result.loaded_by}; not loaded again"
+                f"this version was loaded before{by}; not loaded again"
             )
         yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=metadata)
     for key, run_id in report.removed.items():
@@ -227,10 +228,16 @@ def _load_partitions(
                 "dagster/table_name": table_name,
                 "path": dg.MetadataValue.path(str(files[key])),
                 "source_removed": dg.MetadataValue.text(
-                    f"the file is gone from the source; the rows loaded by run {run_id} are kept"
+                    "the file is gone from the source; the rows loaded"
+                    + (f" by run {run_id}" if run_id else "")
+                    + " are kept"
                 ),
             },
         )
+    for key, path in report.missing.items():
+        if table is RawTable.DAILY:
+            raise dg.Failure(description=f"{path.name} has not arrived in {source_folder.path}.")
+        context.log.warning(f"{path} is not there (removed, or not arrived): partition {key!r} not loaded.")
     mismatched = [key for key, result in report.loaded.items() if result.row_count != result.file_rows]
     yield dg.AssetCheckResult(
         check_name="share_price_is_positive",

@@ -24,9 +24,10 @@ SQL_DIR = Path(__file__).parent / "sql"
 ATTEMPTS_WHILE_CHANGING = 3
 # How many of a file's bad lines an error lists.
 ERRORS_SHOWN = 5
+# The most bad lines DuckDB keeps per file while it reads (`rejects_limit` in insert_partitions.sql).
+REJECTS_KEPT = 100
 # Characters DuckDB reads as a glob pattern in a path; each is put in brackets to stand for itself.
 GLOB_CHARACTERS = "[*?"
-NO_FILE = "there is no such file: it has not arrived, or was removed before it could be loaded"
 
 
 class RawTable(StrEnum):
@@ -57,6 +58,8 @@ class LoadReport:
     failed: dict[str, SourceFileError] = field(default_factory=dict)  # bad files, nothing loaded
     # Files loaded once and since removed: the partition keeps its rows. The run that loaded them.
     removed: dict[str, str | None] = field(default_factory=dict)
+    # Files never loaded that are not there (removed, or not arrived): nothing to load, nothing lost.
+    missing: dict[str, Path] = field(default_factory=dict)
 
     @property
     def holding(self) -> dict[str, LoadResult]:
@@ -103,7 +106,10 @@ def _rejected_lines(conn: "duckdb.DuckDBPyConnection") -> dict[Path, SourceFileE
             for e in lines[:ERRORS_SHOWN]
         )
         more = f" (and {len(lines) - ERRORS_SHOWN} more)" if len(lines) > ERRORS_SHOWN else ""
-        errors[path] = SourceFileError(path, f"{len(lines)} bad line(s): {shown}{more}", lines)
+        count = (
+            f"{REJECTS_KEPT} or more bad lines" if len(lines) >= REJECTS_KEPT else f"{len(lines)} bad line(s)"
+        )
+        errors[path] = SourceFileError(path, f"{count}: {shown}{more}", lines)
     return errors
 
 
@@ -274,7 +280,7 @@ def _read_first(files: dict[str, Path], report: LoadReport) -> tuple[dict[Path, 
         except SourceFileError as error:
             report.failed[key] = error
         except FileNotFoundError:
-            report.failed[key] = SourceFileError(path, NO_FILE)
+            report.missing[key] = path
     return versions, file_rows
 
 
@@ -287,10 +293,11 @@ def load_partitions(
     """Loads each partition's file into `table`, in place of the rows the partition had.
 
     `files` maps partition keys to their files. A partition whose file's version is already loaded is
-    left as it is, and so is one whose file was loaded once and has since been removed. A file that is
-    bad (header, encoding, a bad line, a missing value) or not there is reported in `failed`, and its
-    partition keeps exactly the rows it had. Every other file is loaded, all in one transaction. Files
-    that change while they are read are loaded again, whole; `FileChangedError` if they never stop.
+    left as it is, and so is one whose file was loaded once and has since been removed; a file never
+    loaded that is not there is reported in `missing`. A file that is bad (header, encoding, a bad line,
+    a missing value) is reported in `failed`, and its partition keeps exactly the rows it had. Every
+    other file is loaded, all in one transaction. Files that change while they are read are loaded
+    again, whole; `FileChangedError` if they never stop.
     """
     import duckdb
 
@@ -312,7 +319,7 @@ def load_partitions(
             if loaded is not None:
                 report.removed[key] = loaded[1]
             else:
-                report.failed[key] = SourceFileError(path, NO_FILE)
+                report.missing[key] = path
             continue
         if not stat.S_ISREG(mode):
             report.failed[key] = SourceFileError(path, "it is not a regular file (a folder, link or device)")
@@ -323,7 +330,8 @@ def load_partitions(
         else:
             to_load[key] = path
     for attempt in range(ATTEMPTS_WHILE_CHANGING):
-        remaining = {k: p for k, p in to_load.items() if k not in report.loaded and k not in report.failed}
+        done = report.loaded.keys() | report.failed.keys() | report.missing.keys()
+        remaining = {k: p for k, p in to_load.items() if k not in done}
         versions, file_rows = _read_first(remaining, report)
         try:
             _load_good_files(
@@ -360,8 +368,11 @@ def replace_partition(
     path: Path,
     run_id: str | None = None,
 ) -> LoadResult:
-    """Loads one partition's file (see `load_partitions`), raising `SourceFileError` if it is bad."""
+    """Loads one partition's file (see `load_partitions`), raising `SourceFileError` if it is bad and
+    `FileNotFoundError` if it is not there."""
     report = load_partitions(conn, table, {partition_key: path}, run_id)
     if partition_key in report.failed:
         raise report.failed[partition_key]
+    if partition_key not in report.holding:
+        raise FileNotFoundError(2, "No such file", str(path))
     return report.holding[partition_key]

@@ -2,4 +2,4 @@
 INSERT INTO load_history
     (table_name, run_id, partition_key, source, version, size_bytes, modified_at, data_rows)
 SELECT ?, ?, unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BIGINT[]),
-    to_timestamp(unnest(?::BIGINT[]) / 1e9), unnest(?::BIGINT[])
+    to_timestamp(0) + to_microseconds(unnest(?::BIGINT[]) // 1000), unnest(?::BIGINT[])
