@@ -1,0 +1,100 @@
+"""Dagster's floor for benchmark 1: a code location that asks Dagster for what the project's ingest asks
+and does nothing else.
+
+`floor_sensor` lists SOURCE_DIR and plans its tick with the project's own `plan_tick` and settings
+(SENSOR_SETTLE_SECONDS, SENSOR_MAX_BATCH, SENSOR_MAX_RUNS_PER_TICK, SENSOR_INCLUDE_EXISTING_FILES), so it
+registers the same dynamic partitions in the same order and requests the same runs over the same key
+ranges, at the same minimum interval, as `dynamic_sensor`. Each run materializes two assets that do
+nothing: a file asset returning `dg.MaterializeResult()`, and a table asset in the pool `duckdb_write`
+yielding one `dg.AssetMaterialization` per partition, as the project's table asset does. No resources, no
+metadata, no checks, no DuckDB: what is left is Dagster's own cost of the same partitions and runs.
+
+Loaded by `benchmarks.ingest` through a workspace file of its own (location `ingest_floor`).
+"""
+
+import time
+from collections.abc import Iterator
+
+import dagster as dg
+
+from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
+from dagster_and_etl.ingest.source_folder import list_source_files
+from dagster_and_etl.settings import (
+    read_count_setting,
+    read_flag_setting,
+    read_path_setting,
+    read_seconds_setting,
+)
+
+LOCATION_NAME = "ingest_floor"
+SENSOR_NAME = "floor_sensor"
+# The same name as the project's: a fresh instance each run, so the two never meet.
+partitions_def = dg.DynamicPartitionsDefinition(name="dynamic_partition")
+# As the project's dynamic assets have it (it shapes backfills from the UI only, not the sensor's runs).
+backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=read_count_setting("SENSOR_MAX_BATCH"))
+
+
+@dg.asset(partitions_def=partitions_def, backfill_policy=backfill_policy)
+def floor_file() -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+@dg.asset(
+    partitions_def=partitions_def,
+    deps=[floor_file],
+    pool="duckdb_write",
+    backfill_policy=backfill_policy,
+    output_required=False,
+)
+def floor_table(context: dg.AssetExecutionContext) -> Iterator[dg.AssetMaterialization]:
+    for key in context.partition_keys:
+        yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key)
+
+
+floor_job = dg.define_asset_job(name="floor_job", selection=[floor_file, floor_table])
+
+
+def _run_request(batch: RunBatch) -> dg.RunRequest:
+    """As the project's sensor asks for a batch: one key, or a range of keys by tags."""
+    if batch.first_key == batch.last_key:
+        return dg.RunRequest(run_key=batch.run_key, partition_key=batch.first_key)
+    return dg.RunRequest(
+        run_key=batch.run_key,
+        tags={
+            "dagster/asset_partition_range_start": batch.first_key,
+            "dagster/asset_partition_range_end": batch.last_key,
+        },
+    )
+
+
+@dg.sensor(target=floor_job, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.STOPPED)
+def floor_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    now_ns = time.time_ns()
+    plan = plan_tick(
+        list_source_files(read_path_setting("SOURCE_DIR")),
+        registered_keys=lambda: context.instance.get_dynamic_partitions(partitions_def.name),
+        cursor=SensorCursor.parse(context.cursor),
+        now_ns=now_ns,
+        settle_ns=int(read_seconds_setting("SENSOR_SETTLE_SECONDS") * 1e9),
+        max_batch=read_count_setting("SENSOR_MAX_BATCH"),
+        max_runs=read_count_setting("SENSOR_MAX_RUNS_PER_TICK"),
+        loaded_versions=dict,  # nothing is ever loaded; the project's reads an empty load history here
+        include_existing=read_flag_setting("SENSOR_INCLUDE_EXISTING_FILES"),
+    )
+    registrations = (
+        [partitions_def.build_add_request(plan.new_partition_keys)] if plan.new_partition_keys else []
+    )
+    if not plan.batches:
+        return dg.SensorResult(
+            skip_reason="nothing to request",
+            dynamic_partitions_requests=registrations,
+            cursor=plan.cursor.serialize(),
+        )
+    return dg.SensorResult(
+        run_requests=[_run_request(batch) for batch in plan.batches],
+        dynamic_partitions_requests=registrations,
+        cursor=plan.cursor.serialize(),
+    )
+
+
+defs = dg.Definitions(assets=[floor_file, floor_table], jobs=[floor_job], sensors=[floor_sensor])
