@@ -22,8 +22,11 @@ dev: install
 	mkdir -p "$(DAGSTER_HOME)"
 	$(BIN)/dagster dev -w workspace.yaml
 
+# Two test processes, a module each at a time: the suite spends most of its time waiting on dagster dev,
+# DuckDB and subprocesses, so two workers on two cores halve it.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .
