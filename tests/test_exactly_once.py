@@ -7,8 +7,11 @@ load history says and which partitions Dagster shows materialized or failed.
 """
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +19,9 @@ import dagster as dg
 import duckdb
 import pytest
 
+from dagster_and_etl.defs import assets
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
+from dagster_and_etl.ingest.source_file_scan import count_data_rows
 from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.sample_data import HEADER, sample_csv
 from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
@@ -24,6 +29,7 @@ from tests.support import rows_per_partition, wait_until_settled, write_source_f
 
 GOOD_ROW = '"2018/09/28","264.7700","33597290.0000","270.2600","278.0000","260.5550"'
 TABLE = dg.AssetKey("duckdb_dynamic_partition_table")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Batching as the project ships it, and small enough that limits bite with a dozen files.
 DEFAULT_LIMITS = {"SENSOR_MAX_BATCH": None, "SENSOR_MAX_RUNS_PER_TICK": None}
 SMALL_LIMITS = {"SENSOR_MAX_BATCH": "2", "SENSOR_MAX_RUNS_PER_TICK": "2"}
@@ -376,3 +382,134 @@ def test_a_bad_file_removed_lets_its_failed_run_be_re_executed(
     assert rows_per_partition(duckdb_path) == {"a": 10, "c": 10}
     assert sum(loads_per_version(duckdb_path).values()) == 2  # a and c were not loaded twice
     assert daemon.tick().launched == []
+
+
+def test_a_reset_retries_the_files_of_a_run_that_ended_without_loading_them(
+    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, instance: dg.DagsterInstance, monkeypatch
+) -> None:
+    monkeypatch.delenv("SENSOR_MAX_BATCH")
+    write_source_file(source_dir, "a.csv", seed=1)
+    write_source_file(source_dir, "b.csv", seed=2)
+    wait_until_settled(source_dir)
+    (request,) = daemon.tick(execute=False).launched
+    # The daemon created the run, and it was cancelled before it started (or failed for good).
+    job = daemon.defs.resolve_job_def("import_dynamic_partition_job")
+    run = instance.create_run_for_job(
+        job,
+        status=dg.DagsterRunStatus.NOT_STARTED,
+        tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": "dynamic_sensor"},
+    )
+    instance.report_run_canceled(run)
+    assert daemon.tick().launched == []  # the sensor counts them as requested
+
+    daemon.cursor = None  # reset: what is not loaded is requested again, under a run key not yet used
+    retried = daemon.tick()
+
+    (again,) = retried.launched
+    assert again.run_key == f"{request.run_key}~2"
+    assert rows_per_partition(duckdb_path) == {"a": 10, "b": 10}
+    assert daemon.tick().launched == []
+
+
+def test_a_file_whose_mtime_is_in_the_future_is_loaded(
+    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, defs: dg.Definitions, instance
+) -> None:
+    tomorrow = time.time() + 86_400  # `cp -p` from a host whose clock is ahead, or `touch -d tomorrow`
+    write_source_file(source_dir, "ahead.csv", seed=1, mtime=tomorrow)
+    write_source_file(source_dir, "2018-01-22.csv", seed=2, mtime=tomorrow)
+    wait_until_settled(source_dir)
+
+    assert daemon.tick().partition_keys == ["2018-01-22", "ahead"]
+    daily = defs.resolve_job_def("import_partition_job").execute_in_process(
+        partition_key="2018-01-22", instance=instance, raise_on_error=False
+    )
+    assert daily.success
+    assert rows_per_partition(duckdb_path) == {"2018-01-22": 10, "ahead": 10}
+
+
+def test_a_file_that_changes_through_every_attempt_holds_back_only_itself(
+    source_dir: Path, duckdb_path: Path, defs: dg.Definitions, instance: dg.DagsterInstance
+) -> None:
+    keys = ["a", "busy", "c"]
+    instance.add_dynamic_partitions("dynamic_partition", keys)
+    for seed, key in enumerate(keys):
+        write_source_file(source_dir, f"{key}.csv", seed=seed)
+    # The dynamic job with its retry policy made quick: one retry, at once.
+    job = dg.Definitions(
+        assets=[assets.import_dynamic_partition_file, assets.duckdb_dynamic_partition_table],
+        jobs=[
+            dg.define_asset_job(
+                "quick_retry_job",
+                selection=[assets.import_dynamic_partition_file, assets.duckdb_dynamic_partition_table],
+                op_retry_policy=dg.RetryPolicy(max_retries=1, delay=0),
+            )
+        ],
+        resources=defs.resources,
+    ).resolve_job_def("quick_retry_job")
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        with (source_dir / "busy.csv").open("a") as busy:
+            while not stop.is_set():
+                busy.write("\n" + GOOD_ROW)
+                busy.flush()
+                time.sleep(0.001)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        result = job.execute_in_process(
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": "a", "dagster/asset_partition_range_end": "c"},
+            raise_on_error=False,
+        )
+    finally:
+        stop.set()
+        writer.join()
+
+    loaded = rows_per_partition(duckdb_path)
+    assert loaded["a"] == 10 and loaded["c"] == 10  # the others are loaded whatever busy.csv does
+    assert set(loads_per_version(duckdb_path).values()) == {1}
+    if "busy" in loaded:  # a quiet moment let one attempt read it whole
+        assert result.success
+    else:  # it changed on every attempt: the step failed, retryably, and was retried
+        assert not result.success
+        retries = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+        assert len(retries) == 1
+        (failure,) = result.get_step_failure_events()
+        assert "busy.csv changed on every attempt" in failure.step_failure_data.user_failure_data.description
+    rerun = job.execute_in_process(
+        instance=instance, partition_key="busy", raise_on_error=False
+    )  # once it is finished
+    assert rerun.success
+    assert rows_per_partition(duckdb_path)["busy"] == count_data_rows(source_dir / "busy.csv")
+
+
+UNREADABLE_LOAD = """
+import sys
+from pathlib import Path
+import duckdb
+from dagster_and_etl.ingest.duckdb_load import RawTable, load_partitions
+folder = Path(sys.argv[1])
+with duckdb.connect(str(folder / "data.duckdb")) as conn:
+    report = load_partitions(conn, RawTable.DYNAMIC, {k: folder / f"{k}.csv" for k in ("a", "locked", "c")})
+print(sorted(report.loaded), {k: e.problem for k, e in report.failed.items()})
+"""
+
+
+def test_a_file_that_cannot_be_read_holds_back_only_itself() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="unreadable-"))  # outside pytest's private temporary folder
+    try:
+        folder.chmod(0o777)
+        for seed, key in enumerate(["a", "locked", "c"]):
+            write_source_file(folder, f"{key}.csv", seed=seed).chmod(0o666)
+        (folder / "locked.csv").chmod(0)
+        command = [sys.executable, "-c", UNREADABLE_LOAD, str(folder)]
+        if os.geteuid() == 0:  # root reads any file: load as an ordinary user
+            if shutil.which("setpriv") is None:
+                pytest.skip("needs setpriv to drop root")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=PROJECT_ROOT).stdout
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert output.strip() == "['a', 'c'] {'locked': 'it cannot be read: Permission denied'}"

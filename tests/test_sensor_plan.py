@@ -41,7 +41,7 @@ def test_horizon_follows_the_clock_and_never_moves_back(source_dir: Path) -> Non
 
     # A longer settle window set later does not move the horizon back over changes already handled.
     later = plan_tick(listing, [], plan.cursor, now_ns + SECOND, 60 * SECOND)
-    assert later.cursor == plan.cursor
+    assert later.cursor.horizon_ns == plan.cursor.horizon_ns
 
 
 def test_registered_unchanged_file_is_not_requested_but_a_registered_changed_one_is(source_dir: Path) -> None:
@@ -128,3 +128,25 @@ def test_idle_tick_does_not_read_the_registered_keys_but_a_changed_folder_does(s
     (source_dir / "a.csv").rename(source_dir / "b.csv")  # a name changes
     moved = plan_tick(list_source_files(source_dir), registered, idle.cursor, now_ns + 20 * SECOND, 0)
     assert len(reads) == 2 and keys(moved.to_request) == ["b"]
+
+
+def test_a_clock_set_back_makes_the_next_tick_rebuild_from_the_load_history(source_dir: Path) -> None:
+    write_source_file(source_dir, "a.csv", seed=1)
+    listing = list_source_files(source_dir)
+    first_version = listing.files[0].version
+    now_ns = listing.files[0].changed_ns + 10 * SECOND
+    first = plan_tick(listing, [], SensorCursor(), now_ns, 0, loaded_versions={})
+    assert keys(first.to_request) == ["a"]
+    # The clock ran two minutes fast for a tick, then was corrected.
+    fast = plan_tick(listing, ["a"], first.cursor, now_ns + 120 * SECOND, 0)
+    assert fast.batches == []
+
+    write_source_file(source_dir, "a.csv", seed=2)  # changed at the correct time, behind the fast horizon
+    changed = list_source_files(source_dir)
+    assert changed.files[0].changed_ns < fast.cursor.horizon_ns  # an ordinary tick would never see it
+    corrected = changed.files[0].changed_ns + 10 * SECOND
+
+    plan = plan_tick(changed, ["a"], fast.cursor, corrected, 0, loaded_versions={"a": first_version})
+
+    assert plan.rebuilt and keys(plan.to_request) == ["a"]
+    assert plan.cursor.horizon_ns < fast.cursor.horizon_ns

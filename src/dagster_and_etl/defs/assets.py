@@ -16,7 +16,7 @@ import dagster as dg
 
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
 from dagster_and_etl.defs.resources import SourceFolder, StagingDatabase
-from dagster_and_etl.ingest.duckdb_load import FileChangedError, LoadReport, RawTable, load_partitions
+from dagster_and_etl.ingest.duckdb_load import LoadReport, RawTable, load_partitions
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
 from dagster_and_etl.ingest.source_folder import changed_ns, settle_horizon
 from dagster_and_etl.ingest.table_summary import Column, markdown_table, previews, table_columns
@@ -114,6 +114,8 @@ def _describe_source_files(
             data_rows = f"bad file: {error.problem}"
         except FileNotFoundError:
             data_rows = "missing"
+        except OSError as error:  # listed but not readable: its load fails it, by itself
+            data_rows = f"cannot be read: {error.strerror}"
         described.append((partition_key, path, file_stat.st_size, file_stat.st_mtime, data_rows))
     if len(described) == 1:
         ((_, path, size, mtime, data_rows),) = described
@@ -192,10 +194,7 @@ def _load_partitions(
         for key in partition_keys:
             _arrived_file(source_folder, key)
     with duckdb.get_connection() as conn:
-        try:
-            report = load_partitions(conn, table, files, context.run.run_id)
-        except FileChangedError as error:
-            raise dg.Failure(description=f"{error} on every attempt.", allow_retries=True) from error
+        report = load_partitions(conn, table, files, context.run.run_id)
         holding = report.holding
         (non_positive,) = conn.execute(
             f"SELECT count(*) FROM {table.value} WHERE partition_key IN (SELECT unnest(?::VARCHAR[]))"
@@ -253,6 +252,15 @@ def _load_partitions(
             "mismatched_partitions": dg.MetadataValue.json(mismatched[:50]),
         },
     )
+    if report.changing:
+        # Worth another try: the retry policy runs the step again, and what is loaded is not loaded twice.
+        changing = sorted(str(error.path) for error in report.changing.values())
+        raise dg.Failure(
+            description=f"{', '.join(changing[:5])} changed on every attempt to load it; the other files were"
+            " loaded. Tried again by the job's retry policy.",
+            metadata={"changing_files": dg.MetadataValue.json(changing[:50])},
+            allow_retries=True,
+        )
     if report.failed:
         raise _bad_files_failure(report, len(partition_keys))
 

@@ -9,17 +9,35 @@ from dagster_and_etl.ingest.duckdb_load import RawTable, loaded_versions
 from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
 from dagster_and_etl.ingest.source_folder import list_source_files
 
+# The tags the daemon puts on the runs a sensor launches.
+RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
+ENDED_UNLOADED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
-def _run_request(batch: RunBatch) -> dg.RunRequest:
+
+def _run_request(batch: RunBatch, run_key: str) -> dg.RunRequest:
     if batch.first_key == batch.last_key:
-        return dg.RunRequest(run_key=batch.run_key, partition_key=batch.first_key)
+        return dg.RunRequest(run_key=run_key, partition_key=batch.first_key)
     return dg.RunRequest(
-        run_key=batch.run_key,
+        run_key=run_key,
         tags={
             "dagster/asset_partition_range_start": batch.first_key,
             "dagster/asset_partition_range_end": batch.last_key,
         },
     )
+
+
+def _run_key_to_retry(instance: dg.DagsterInstance, sensor_name: str, run_key: str) -> str:
+    """For a rebuild: the batch's run key, or, when a run under that key failed or was cancelled, a new
+    one (`<run key>~2`, `~3`, ...), as the daemon never starts a run key twice."""
+    candidate, attempt = run_key, 1
+    while True:
+        runs = instance.get_runs(
+            dg.RunsFilter(tags={RUN_KEY_TAG: candidate, SENSOR_NAME_TAG: sensor_name}), limit=1
+        )
+        if not runs or runs[0].status not in ENDED_UNLOADED:
+            return candidate
+        attempt += 1
+        candidate = f"{run_key}~{attempt}"
 
 
 def _loaded_versions(duckdb: StagingDatabase) -> dict[str, str]:
@@ -82,8 +100,12 @@ def dynamic_sensor(
             dynamic_partitions_requests=registrations,
             cursor=plan.cursor.serialize(),
         )
+    run_keys = [batch.run_key for batch in plan.batches]
+    if plan.rebuilt:
+        # Files of a run that failed or was cancelled are not loaded, and are due again.
+        run_keys = [_run_key_to_retry(context.instance, "dynamic_sensor", key) for key in run_keys]
     return dg.SensorResult(
-        run_requests=[_run_request(batch) for batch in plan.batches],
+        run_requests=[_run_request(batch, key) for batch, key in zip(plan.batches, run_keys, strict=True)],
         dynamic_partitions_requests=registrations,
         cursor=plan.cursor.serialize(),
     )

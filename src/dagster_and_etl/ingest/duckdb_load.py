@@ -38,7 +38,13 @@ class RawTable(StrEnum):
 
 
 class FileChangedError(SourceFileError):
-    """The file kept changing while it was being loaded."""
+    """A file changed while it was being loaded; `paths` are every file that did."""
+
+    def __init__(
+        self, paths: list[Path], problem: str = "the file changed while it was being loaded"
+    ) -> None:
+        super().__init__(paths[0], problem)
+        self.paths = paths
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ class LoadReport:
     loaded: dict[str, LoadResult] = field(default_factory=dict)  # loaded now
     unchanged: dict[str, LoadResult] = field(default_factory=dict)  # this version was loaded before
     failed: dict[str, SourceFileError] = field(default_factory=dict)  # bad files, nothing loaded
+    # Files that kept changing on every attempt to load them: a later try may find them finished.
+    changing: dict[str, FileChangedError] = field(default_factory=dict)
     # Files loaded once and since removed: the partition keeps its rows. The run that loaded them.
     removed: dict[str, str | None] = field(default_factory=dict)
     # Files never loaded that are not there (removed, or not arrived): nothing to load, nothing lost.
@@ -205,7 +213,7 @@ def _load_together(
             raise _BadFiles(rejected)
         changed = _changed_files({path: versions[path] for path in files.values()})
         if changed:
-            raise FileChangedError(changed[0], "the file changed while it was being loaded")
+            raise FileChangedError(changed)
         _record_loads(conn, table, files, versions, file_rows, run_id)
         conn.execute("COMMIT")
     except BaseException as error:
@@ -215,7 +223,7 @@ def _load_together(
         # What looks like a bad file may be a file caught half-way through being rewritten.
         changed = _changed_files({path: versions[path] for path in files.values()})
         if changed:
-            raise FileChangedError(changed[0], "the file changed while it was being loaded") from error
+            raise FileChangedError(changed) from error
         raise
     return {
         key: LoadResult(row_count=row_counts.get(key, 0), file_rows=file_rows[key], version=versions[path])
@@ -281,6 +289,8 @@ def _read_first(files: dict[str, Path], report: LoadReport) -> tuple[dict[Path, 
             report.failed[key] = error
         except FileNotFoundError:
             report.missing[key] = path
+        except OSError as error:  # a file listed but not readable: held back by itself
+            report.failed[key] = SourceFileError(path, f"it cannot be read: {error.strerror}")
     return versions, file_rows
 
 
@@ -297,7 +307,8 @@ def load_partitions(
     loaded that is not there is reported in `missing`. A file that is bad (header, encoding, a bad line,
     a missing value) is reported in `failed`, and its partition keeps exactly the rows it had. Every
     other file is loaded, all in one transaction. Files that change while they are read are loaded
-    again, whole; `FileChangedError` if they never stop.
+    again, whole; one that changes on every attempt is reported in `changing` and the others are loaded
+    without it.
     """
     import duckdb
 
@@ -314,23 +325,28 @@ def load_partitions(
     for key, path in files.items():
         loaded = holding.get(key)
         try:
-            mode = os.lstat(path).st_mode
+            file_stat = os.lstat(path)
         except FileNotFoundError:
             if loaded is not None:
                 report.removed[key] = loaded[1]
             else:
                 report.missing[key] = path
             continue
-        if not stat.S_ISREG(mode):
+        except OSError as error:
+            report.failed[key] = SourceFileError(path, f"it cannot be read: {error.strerror}")
+            continue
+        if not stat.S_ISREG(file_stat.st_mode):
             report.failed[key] = SourceFileError(path, "it is not a regular file (a folder, link or device)")
             continue
-        version = FileVersion.of(path)
+        version = FileVersion.from_stat(file_stat)
         if loaded is not None and loaded[0] == version.token:
             report.unchanged[key] = LoadResult(0, 0, version, loaded_by=loaded[1])
         else:
             to_load[key] = path
-    for attempt in range(ATTEMPTS_WHILE_CHANGING):
-        done = report.loaded.keys() | report.failed.keys() | report.missing.keys()
+    key_of = {path: key for key, path in to_load.items()}
+    attempts: dict[str, int] = {}
+    while True:
+        done = report.loaded.keys() | report.failed.keys() | report.missing.keys() | report.changing.keys()
         remaining = {k: p for k, p in to_load.items() if k not in done}
         versions, file_rows = _read_first(remaining, report)
         try:
@@ -344,9 +360,12 @@ def load_partitions(
                 report,
             )
             break
-        except FileChangedError:
-            if attempt == ATTEMPTS_WHILE_CHANGING - 1:
-                raise
+        except FileChangedError as changed:
+            for path in changed.paths:
+                key = key_of[path]
+                attempts[key] = attempts.get(key, 0) + 1
+                if attempts[key] >= ATTEMPTS_WHILE_CHANGING:
+                    report.changing[key] = FileChangedError([path], "it changed on every attempt to load it")
     if report.unchanged:
         counts = dict(
             conn.execute(
@@ -373,6 +392,8 @@ def replace_partition(
     report = load_partitions(conn, table, {partition_key: path}, run_id)
     if partition_key in report.failed:
         raise report.failed[partition_key]
+    if partition_key in report.changing:
+        raise report.changing[partition_key]
     if partition_key not in report.holding:
         raise FileNotFoundError(2, "No such file", str(path))
     return report.holding[partition_key]

@@ -20,6 +20,7 @@ files makes few, full batches. A run's key names the versions
 of every file in its range, so the same versions batched the same way always give the same run key.
 """
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,9 @@ class SensorCursor:
     requested: Mapping[str, str] = field(default_factory=dict)
     # A rebuild whose due files did not all fit in one tick goes on at the next one.
     rebuilding: bool = False
+    # The clock when the cursor was stored: a clock found earlier than this was set back, and the
+    # changes made since may carry times behind the horizon, so the tick rebuilds.
+    clock_ns: int = 0
 
     @property
     def is_fresh(self) -> bool:
@@ -49,6 +53,8 @@ class SensorCursor:
             stored["requested"] = dict(self.requested)
         if self.rebuilding:
             stored["rebuilding"] = True
+        if self.clock_ns:
+            stored["clock_ns"] = self.clock_ns
         return json.dumps(stored, separators=(",", ":"))
 
     @classmethod
@@ -58,17 +64,19 @@ class SensorCursor:
             stored = json.loads(text or "{}")
             horizon_ns, digest = stored.get("horizon_ns", 0), stored.get("names_digest")
             requested, rebuilding = stored.get("requested", {}), stored.get("rebuilding", False)
+            clock_ns = stored.get("clock_ns", 0)
         except (ValueError, TypeError, AttributeError):
             return cls()
         if (
             not isinstance(horizon_ns, int)
+            or not isinstance(clock_ns, int)
             or horizon_ns < 0
             or not isinstance(digest, str | None)
             or not isinstance(requested, dict)
             or not all(isinstance(v, str) for v in requested.values())
         ):
             return cls()
-        return cls(horizon_ns, digest, requested, bool(rebuilding))
+        return cls(horizon_ns, digest, requested, bool(rebuilding), clock_ns)
 
 
 @dataclass(frozen=True)
@@ -164,15 +172,40 @@ def plan_tick(
     `registered_keys` are the dynamic partition keys in the order they were registered, and
     `loaded_versions` the version of the file each partition holds; either may be a function that
     reads them. The keys are read only when the folder's names or files changed since the last tick,
-    the loaded versions only when the tick rebuilds (no cursor).
+    the loaded versions only when the tick rebuilds (no cursor, or a clock set back).
     """
-    horizon_ns = max(cursor.horizon_ns, settle_horizon(now_ns, settle_ns))
+    plan = _plan(
+        listing,
+        registered_keys,
+        cursor,
+        now_ns,
+        settle_ns,
+        max_batch,
+        max_runs,
+        loaded_versions,
+        include_existing,
+    )
+    return dataclasses.replace(plan, cursor=dataclasses.replace(plan.cursor, clock_ns=now_ns))
+
+
+def _plan(
+    listing: FolderListing,
+    registered_keys: Sequence[str] | Callable[[], Sequence[str]],
+    cursor: SensorCursor,
+    now_ns: int,
+    settle_ns: int,
+    max_batch: int,
+    max_runs: int | None,
+    loaded_versions: Mapping[str, str] | Callable[[], Mapping[str, str]],
+    include_existing: bool,
+) -> TickPlan:
+    rebuild = cursor.is_fresh or now_ns < cursor.clock_ns
+    if rebuild:
+        horizon_ns = settle_horizon(now_ns, settle_ns)
+    else:
+        horizon_ns = max(cursor.horizon_ns, settle_horizon(now_ns, settle_ns))
     digest = listing.names_digest()
-    if (
-        not cursor.is_fresh
-        and digest == cursor.names_digest
-        and listing.latest_change_ns() <= cursor.horizon_ns
-    ):
+    if not rebuild and digest == cursor.names_digest and listing.latest_change_ns() <= cursor.horizon_ns:
         return TickPlan([], [], [], listing.unsafe_names, [], SensorCursor(horizon_ns, digest))
     if callable(registered_keys):
         registered_keys = registered_keys()
@@ -195,7 +228,7 @@ def plan_tick(
             registered_only=len(existing),
         )
 
-    if cursor.is_fresh:
+    if rebuild:
         if callable(loaded_versions):
             loaded_versions = loaded_versions()
         due = [
@@ -220,7 +253,7 @@ def plan_tick(
     requested = [source_file for batch in kept for source_file in batch.files]
     requested_new = {f.partition_key for f in requested} - position.keys()
 
-    if cursor.is_fresh:
+    if rebuild:
         # A rebuild that could not request everything goes on next tick, remembering what it requested.
         if waiting:
             already = {**cursor.requested, **{f.partition_key: f.version for f in requested}}
@@ -255,5 +288,5 @@ def plan_tick(
         unsafe_names=listing.unsafe_names,
         waiting=waiting,
         cursor=next_cursor,
-        rebuilt=cursor.is_fresh,
+        rebuilt=rebuild,
     )

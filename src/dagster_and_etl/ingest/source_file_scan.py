@@ -34,7 +34,10 @@ class FileVersion:
 
     @classmethod
     def of(cls, path: Path) -> "FileVersion":
-        stat = os.stat(path)
+        return cls.from_stat(os.stat(path))
+
+    @classmethod
+    def from_stat(cls, stat: os.stat_result) -> "FileVersion":
         return cls(stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
     @property

@@ -20,8 +20,8 @@ def settle_horizon(now_ns: int, settle_ns: int) -> int:
 
 
 def changed_ns(stat: os.stat_result) -> int:
-    """The later of a file's content and inode change times (see `SourceFile.changed_ns`)."""
-    return max(stat.st_mtime_ns, stat.st_ctime_ns)
+    """When a file last changed: its inode change time (see `SourceFile.changed_ns`)."""
+    return stat.st_ctime_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +32,9 @@ class SourceFile:
     partition_key: str
     size: int
     mtime_ns: int
-    # The later of the content's and the inode's change time. Unlike the mtime, the inode change time
-    # cannot be set back by `cp -p` or `rsync -t`, so it shows every write and every replacement.
+    # When the file last changed, by the machine's clock: its inode change time. The kernel sets it to
+    # the current time on every write, rename or `touch`; unlike the mtime, `cp -p`, `rsync -t` and
+    # `touch -d` cannot set it back, or ahead.
     changed_ns: int
     ctime_ns: int
     inode: int
@@ -103,17 +104,8 @@ def list_source_files(folder: Path) -> FolderListing:
             if problem is not None:
                 unsafe_names.append(UnsafeName(name, problem))
                 continue
-            mtime_ns = stat.st_mtime_ns
             ctime_ns = stat.st_ctime_ns
             entries.append(
-                (
-                    name,
-                    partition_key,
-                    stat.st_size,
-                    mtime_ns,
-                    ctime_ns if ctime_ns > mtime_ns else mtime_ns,
-                    ctime_ns,
-                    stat.st_ino,
-                )
+                (name, partition_key, stat.st_size, stat.st_mtime_ns, ctime_ns, ctime_ns, stat.st_ino)
             )
     return FolderListing(entries, unsafe_names)
