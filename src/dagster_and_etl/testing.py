@@ -15,7 +15,8 @@ launched. `SensorDaemon` does all three, in process:
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+
+from dagster_and_etl.defs.sensors import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
