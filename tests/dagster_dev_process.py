@@ -83,7 +83,14 @@ def dagster_dev_fixture(dagster_home: Path, tmp_path: Path) -> Iterator[Callable
             start_new_session=True,
         )
         processes.append(process)
-        wait_for(lambda: location_loaded(port), 120, "the code location to load in dagster dev")
+
+        def loaded() -> bool:
+            # A port taken by someone else between free_port() and the bind ends this dagster dev:
+            # never mistake another server on that port for ours.
+            assert process.poll() is None, f"dagster dev exited: {Path(log.name).read_text()[-3000:]}"
+            return location_loaded(port)
+
+        wait_for(loaded, 120, "the code location to load in dagster dev")
         return port
 
     def stop(process: subprocess.Popen) -> None:
