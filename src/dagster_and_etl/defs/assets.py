@@ -201,7 +201,7 @@ def _load_partitions(
             " AND share_price <= 0",
             [list(holding)],
         ).fetchone()
-        schema = _schema(table_columns(conn, table)) if holding or report.removed else None
+        schema = _schema(table_columns(conn, table)) if holding else None
         first_rows = previews(conn, table, list(holding))
     table_name = f"{duckdb.path.stem}.main.{table.value}"
     for key, result in holding.items():

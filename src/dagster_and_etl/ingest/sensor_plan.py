@@ -20,7 +20,6 @@ files makes few, full batches. A run's key names the versions
 of every file in its range, so the same versions batched the same way always give the same run key.
 """
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -31,28 +30,26 @@ from dagster_and_etl.ingest.source_folder import FolderListing, SourceFile, Unsa
 
 @dataclass(frozen=True)
 class SensorCursor:
-    horizon_ns: int = 0  # 0: no tick has run, or the cursor was reset; the next tick rebuilds
+    # 0: no tick has run, the cursor was reset, or a rebuild goes on; the next tick rebuilds.
+    horizon_ns: int = 0
     # Which files were in the folder when every one of them had been registered: while the folder
     # holds the same names and nothing changed, a tick need not read the registered keys at all.
     names_digest: str | None = None
-    # Versions requested whose changes lie after the horizon, by partition key.
+    # Versions requested whose changes lie after the horizon (during a rebuild: every version it
+    # requested), by partition key.
     requested: Mapping[str, str] = field(default_factory=dict)
-    # A rebuild whose due files did not all fit in one tick goes on at the next one.
-    rebuilding: bool = False
     # The clock when the cursor was stored: a clock found earlier than this was set back, and the
     # changes made since may carry times behind the horizon, so the tick rebuilds.
     clock_ns: int = 0
 
     @property
     def is_fresh(self) -> bool:
-        return self.horizon_ns == 0 or self.rebuilding
+        return self.horizon_ns == 0
 
     def serialize(self) -> str:
         stored: dict = {"horizon_ns": self.horizon_ns, "names_digest": self.names_digest}
         if self.requested:
             stored["requested"] = dict(self.requested)
-        if self.rebuilding:
-            stored["rebuilding"] = True
         if self.clock_ns:
             stored["clock_ns"] = self.clock_ns
         return json.dumps(stored, separators=(",", ":"))
@@ -63,8 +60,7 @@ class SensorCursor:
         try:
             stored = json.loads(text or "{}")
             horizon_ns, digest = stored.get("horizon_ns", 0), stored.get("names_digest")
-            requested, rebuilding = stored.get("requested", {}), stored.get("rebuilding", False)
-            clock_ns = stored.get("clock_ns", 0)
+            requested, clock_ns = stored.get("requested", {}), stored.get("clock_ns", 0)
         except (ValueError, TypeError, AttributeError):
             return cls()
         if (
@@ -76,7 +72,7 @@ class SensorCursor:
             or not all(isinstance(v, str) for v in requested.values())
         ):
             return cls()
-        return cls(horizon_ns, digest, requested, bool(rebuilding), clock_ns)
+        return cls(horizon_ns, digest, requested, clock_ns)
 
 
 @dataclass(frozen=True)
@@ -174,31 +170,6 @@ def plan_tick(
     reads them. The keys are read only when the folder's names or files changed since the last tick,
     the loaded versions only when the tick rebuilds (no cursor, or a clock set back).
     """
-    plan = _plan(
-        listing,
-        registered_keys,
-        cursor,
-        now_ns,
-        settle_ns,
-        max_batch,
-        max_runs,
-        loaded_versions,
-        include_existing,
-    )
-    return dataclasses.replace(plan, cursor=dataclasses.replace(plan.cursor, clock_ns=now_ns))
-
-
-def _plan(
-    listing: FolderListing,
-    registered_keys: Sequence[str] | Callable[[], Sequence[str]],
-    cursor: SensorCursor,
-    now_ns: int,
-    settle_ns: int,
-    max_batch: int,
-    max_runs: int | None,
-    loaded_versions: Mapping[str, str] | Callable[[], Mapping[str, str]],
-    include_existing: bool,
-) -> TickPlan:
     rebuild = cursor.is_fresh or now_ns < cursor.clock_ns
     if rebuild:
         horizon_ns = settle_horizon(now_ns, settle_ns)
@@ -206,7 +177,9 @@ def _plan(
         horizon_ns = max(cursor.horizon_ns, settle_horizon(now_ns, settle_ns))
     digest = listing.names_digest()
     if not rebuild and digest == cursor.names_digest and listing.latest_change_ns() <= cursor.horizon_ns:
-        return TickPlan([], [], [], listing.unsafe_names, [], SensorCursor(horizon_ns, digest))
+        return TickPlan(
+            [], [], [], listing.unsafe_names, [], SensorCursor(horizon_ns, digest, clock_ns=now_ns)
+        )
     if callable(registered_keys):
         registered_keys = registered_keys()
     position = {key: index for index, key in enumerate(registered_keys)}
@@ -224,7 +197,7 @@ def _plan(
             settling,
             listing.unsafe_names,
             [],
-            SensorCursor(horizon_ns, None if settling else digest),
+            SensorCursor(horizon_ns, None if settling else digest, clock_ns=now_ns),
             registered_only=len(existing),
         )
 
@@ -257,9 +230,9 @@ def _plan(
         # A rebuild that could not request everything goes on next tick, remembering what it requested.
         if waiting:
             already = {**cursor.requested, **{f.partition_key: f.version for f in requested}}
-            next_cursor = SensorCursor(0, None, already, rebuilding=True)
+            next_cursor = SensorCursor(0, None, already, clock_ns=now_ns)
         else:
-            next_cursor = SensorCursor(horizon_ns, None if settling else digest)
+            next_cursor = SensorCursor(horizon_ns, None if settling else digest, clock_ns=now_ns)
     else:
         # Changed files left waiting are found again only while the horizon stays below them; new
         # ones are found again by their key, which is registered only once it is requested.
@@ -280,6 +253,7 @@ def _plan(
             # Files still settling or waiting make the next tick look at the registered keys again.
             None if waiting or settling else digest,
             still_requested,
+            clock_ns=now_ns,
         )
     return TickPlan(
         batches=kept,
