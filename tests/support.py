@@ -2,16 +2,15 @@
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
-from dagster_and_etl.defs.sensors import dynamic_sensor
 from dagster_and_etl.ingest.source_folder import list_source_files, settle_horizon
 from dagster_and_etl.sample_data import sample_csv
+from dagster_and_etl.testing import SensorDaemon
 
 REFERENCE_DATA = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
 
@@ -46,43 +45,35 @@ def rows_per_partition(database: Path, table: str = "raw_dynamic_partition_data"
         return dict(conn.execute(f"SELECT partition_key, count(*) FROM {table} GROUP BY ALL").fetchall())
 
 
-@dataclass
 class SensorTicks:
-    """Evaluates `dynamic_sensor` tick after tick as the daemon would: the cursor is carried from one
-    tick to the next and the partitions a tick registers are added to the instance."""
+    """Evaluates `dynamic_sensor` tick after tick as the daemon would, without running what it requests:
+    for tests about single ticks' requests. `SensorDaemon` carries the cursor and registers partitions."""
 
-    instance: dg.DagsterInstance
-    defs: dg.Definitions
-    cursor: str | None = None
-    results: list[dg.SensorResult] = field(default_factory=list)
+    def __init__(self, instance: dg.DagsterInstance, defs: dg.Definitions) -> None:
+        self.instance = instance
+        self.daemon = SensorDaemon(instance, defs)
+
+    @property
+    def cursor(self) -> str | None:
+        return self.daemon.cursor
+
+    @cursor.setter
+    def cursor(self, cursor: str | None) -> None:
+        self.daemon.cursor = cursor
 
     def tick(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(
-            instance=self.instance,
-            cursor=self.cursor,
-            resources=self.defs.resources,
-            definitions=self.defs,
-        )
-        result = dynamic_sensor(context)
-        assert isinstance(result, dg.SensorResult)
+        result = self.daemon.tick(execute=False).result
         for request in result.dynamic_partitions_requests or []:
             assert request.partitions_def_name == dynamic_partitions_def.name
-            self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-        self.cursor = result.cursor
-        self.results.append(result)
         return result
 
     def keys_of(self, result: dg.SensorResult) -> list[str]:
         """Every partition key the result's runs cover, expanding key ranges in registration order."""
-        order = self.registered_keys
-        keys = []
-        for request in result.run_requests or []:
-            if request.partition_key is not None:
-                keys.append(request.partition_key)
-            else:
-                key_range = request.partition_key_range
-                keys += order[order.index(key_range.start) : order.index(key_range.end) + 1]
-        return keys
+        return [key for request in result.run_requests or [] for key in self.daemon.keys_of(request)]
+
+    @property
+    def results(self) -> list[dg.SensorResult]:
+        return [tick.result for tick in self.daemon.ticks]
 
     @property
     def registered_keys(self) -> list[str]:
