@@ -8,7 +8,8 @@ import dagster as dg
 import duckdb
 
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
-from dagster_and_etl.ingest.source_folder import list_source_files, settle_horizon
+from dagster_and_etl.ingest.source import settle_horizon
+from dagster_and_etl.ingest.source_folder import TIMESTAMP_SLACK_NS, list_source_files
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.testing import SensorDaemon
 
@@ -29,7 +30,7 @@ def write_source_file(
 def wait_until_settled(folder: Path, settle_ns: int = 0) -> None:
     """Waits until every file in `folder` has aged past the settle window and the timestamp slack."""
     latest = max((f.changed_ns for f in list_source_files(folder).files), default=0)
-    while latest > settle_horizon(time.time_ns(), settle_ns):
+    while latest > settle_horizon(time.time_ns(), settle_ns, TIMESTAMP_SLACK_NS):
         time.sleep(0.05)
 
 

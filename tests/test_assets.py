@@ -138,7 +138,9 @@ def test_dynamic_partition_loads_its_file_into_the_dynamic_table(
     assert table_rows(duckdb_path, DAILY) == []
 
 
-def test_missing_dynamic_file_loads_nothing_and_fails_nothing(defs, instance, source_dir, duckdb_path):
+def test_a_file_gone_before_its_run_fails_its_partition_and_a_re_execution_skips_it(
+    defs, instance, source_dir, duckdb_path
+):
     instance.add_dynamic_partitions("dynamic_partition", ["here", "gone"])
     write_source_file(source_dir, "here.csv", sample_csv(seed=10))
     job = defs.resolve_job_def("import_dynamic_partition_job")
@@ -147,13 +149,23 @@ def test_missing_dynamic_file_loads_nothing_and_fails_nothing(defs, instance, so
 
     result = job.execute_in_process(partition_key="gone", instance=instance, raise_on_error=False)
 
-    assert result.success  # no file, nothing to load: the run does not fail for it
-    assert result.asset_materializations_for_node("duckdb_dynamic_partition_table") == []
-    warnings = [e.message for e in result.all_events if e.event_type == dg.DagsterEventType.ENGINE_EVENT]
-    logs = instance.all_logs(result.run_id)
-    assert any(f"{source_dir / 'gone.csv'} is not there" in (entry.user_message or "") for entry in logs), (
-        warnings
+    assert not result.success  # listed, then deleted before the run read it: the partition fails, saying so
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.error.message
+    assert f"{source_dir / 'gone.csv'} cannot be loaded: it is not in the source" in message
+    assert table_rows(duckdb_path, DYNAMIC) == loaded
+
+    # Re-executed after the file was taken away on purpose: nothing to load, and nothing fails.
+    again = job.execute_in_process(
+        partition_key="gone",
+        instance=instance,
+        tags={"dagster/parent_run_id": result.run_id, "dagster/root_run_id": result.run_id},
+        raise_on_error=False,
     )
+    assert again.success
+    assert again.asset_materializations_for_node("duckdb_dynamic_partition_table") == []
+    logs = instance.all_logs(again.run_id)
+    assert any(f"{source_dir / 'gone.csv'} is not there" in (entry.user_message or "") for entry in logs)
     assert table_rows(duckdb_path, DYNAMIC, "gone") == []
     assert table_rows(duckdb_path, DYNAMIC) == loaded
 

@@ -376,7 +376,7 @@ def test_a_bad_file_removed_lets_its_failed_run_be_re_executed(
     (source_dir / "b.csv").unlink()  # the bad file taken away instead of fixed
 
     (request,) = daemon.ticks[-1].launched
-    again = daemon.run(request)  # what re-executing the failed run does
+    again = daemon.run(request, re_executing=failed.run_id)  # "Re-execute" on the failed run
 
     assert again.success
     assert rows_per_partition(duckdb_path) == {"a": 10, "c": 10}

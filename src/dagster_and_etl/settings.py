@@ -22,6 +22,11 @@ DEFAULTS = {
 }
 
 
+def is_s3_uri(value: str) -> bool:
+    """Whether a setting names an S3 bucket prefix (`s3://bucket/prefix/`) rather than a local path."""
+    return value.startswith("s3://")
+
+
 def resolve_path(value: str) -> Path:
     """An absolute path for a setting: `~` expanded, relative paths taken from the project root."""
     path = Path(value).expanduser()

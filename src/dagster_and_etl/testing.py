@@ -18,6 +18,7 @@ import dagster as dg
 
 from dagster_and_etl.defs.sensors import RUN_KEY_TAG, SENSOR_NAME_TAG
 
+PARENT_RUN_ID_TAG, ROOT_RUN_ID_TAG = "dagster/parent_run_id", "dagster/root_run_id"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
@@ -117,12 +118,16 @@ class SensorDaemon:
             )
         )
 
-    def run(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-        """Runs one request's job in process, tagged as the daemon tags it; a failed run is returned."""
+    def run(self, request: dg.RunRequest, re_executing: str | None = None) -> dg.ExecuteInProcessResult:
+        """Runs one request's job in process, tagged as the daemon tags it; a failed run is returned.
+
+        `re_executing`: the id of a run this one re-executes, tagged as the UI's "Re-execute" tags it."""
         job = self.defs.resolve_job_def(request.job_name or self.sensor.job_name)
         tags = {**request.tags, SENSOR_NAME_TAG: self.sensor.name}
         if request.run_key is not None:
             tags[RUN_KEY_TAG] = request.run_key
+        if re_executing is not None:
+            tags.update({PARENT_RUN_ID_TAG: re_executing, ROOT_RUN_ID_TAG: re_executing})
         return job.execute_in_process(
             instance=self.instance, partition_key=request.partition_key, tags=tags, raise_on_error=False
         )

@@ -6,25 +6,25 @@ nothing passes between the two through an IO manager.
 """
 
 import datetime as dt
-import os
-import stat
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
 from dagster_and_etl.defs.resources import SourceFolder, StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import LoadReport, RawTable, load_partitions
+from dagster_and_etl.ingest.partition_keys import file_name_for_key
+from dagster_and_etl.ingest.source import FileInfo, Source, SourceUnavailable, settle_horizon
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
-from dagster_and_etl.ingest.source_folder import changed_ns, settle_horizon
+from dagster_and_etl.ingest.source_folder import FolderSource
 from dagster_and_etl.ingest.table_summary import Column, markdown_table, previews, table_columns
 from dagster_and_etl.settings import read_count_setting
 
 # DuckDB lets one process write to a database file at a time: the loads queue for this pool, whose
 # limit of 1 is set in the instance's dagster.yaml.
 DUCKDB_WRITE_POOL = "duckdb_write"
+# The tag Dagster puts on a run that re-executes another.
+PARENT_RUN_ID_TAG = "dagster/parent_run_id"
 # Who answers for these assets, as the UI shows it on each asset.
 OWNERS = ["team:data-engineering"]
 FILE_COLUMNS = ["partition", "path", "size (bytes)", "modified (UTC)", "rows"]
@@ -36,19 +36,19 @@ DYNAMIC_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(
 )
 
 
-def _modified_at(mtime: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(mtime, tz=dt.UTC)
+def _modified_at(mtime_ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(mtime_ns / 1e9, tz=dt.UTC)
 
 
-def _file_metadata(path: Path, size: int, mtime: float) -> dict[str, object]:
+def _file_metadata(location: str, size: int, mtime_ns: int) -> dict[str, object]:
     return {
-        "path": dg.MetadataValue.path(str(path)),
+        "path": dg.MetadataValue.path(location),
         "size_bytes": size,
-        "modified_at": dg.MetadataValue.timestamp(_modified_at(mtime)),
+        "modified_at": dg.MetadataValue.timestamp(_modified_at(mtime_ns)),
     }
 
 
-def _files_table(rows: list[tuple[str, Path, int | str, float | None, int | str]]) -> dg.MetadataValue:
+def _files_table(rows: list[tuple[str, str, int | str, int | None, int | str]]) -> dg.MetadataValue:
     """The run's files as a markdown table: partition, path, size, modification time and data rows."""
     return dg.MetadataValue.md(
         markdown_table(
@@ -61,67 +61,90 @@ def _files_table(rows: list[tuple[str, Path, int | str, float | None, int | str]
     )
 
 
-def _arrived_file(source_folder: SourceFolder, partition_key: str) -> os.stat_result:
-    """The daily file's stat, failing retryably while it has not arrived or is still being written."""
-    path = source_folder.file_for(partition_key)
+def _source_unavailable(error: SourceUnavailable) -> dg.Failure:
+    """The source cannot be reached at all (a bucket missing, credentials refused, an endpoint down):
+    the run fails, to be retried, and nothing loaded is touched."""
+    return dg.Failure(description=str(error), allow_retries=True)
+
+
+def _file_infos(source: Source, partition_keys: list[str]) -> dict[str, FileInfo | str]:
     try:
-        file_stat = path.lstat()
-    except FileNotFoundError:
+        return source.info(partition_keys)
+    except SourceUnavailable as error:
+        raise _source_unavailable(error) from None
+
+
+def _arrived_file(source: Source, settle_ns: int, partition_key: str) -> FileInfo:
+    """The daily file, failing retryably while it has not arrived or is still being written."""
+    location = source.location(partition_key)
+    found = _file_infos(source, [partition_key])[partition_key]
+    if found == "missing":
         raise dg.Failure(
-            description=f"{path.name} has not arrived in {source_folder.path}.",
-            metadata={"path": dg.MetadataValue.path(str(path))},
-        ) from None
-    if not stat.S_ISREG(file_stat.st_mode):
+            description=f"{file_name_for_key(partition_key)} has not arrived in {source}.",
+            metadata={"path": dg.MetadataValue.path(location)},
+        )
+    if isinstance(found, str):
         raise dg.Failure(
-            description=f"{path} cannot be loaded: it is not a regular file (a folder, link or device).",
-            metadata={"path": dg.MetadataValue.path(str(path))},
+            description=f"{location} cannot be loaded: it is {found}.",
+            metadata={"path": dg.MetadataValue.path(location)},
             allow_retries=False,
         )
-    settle_ns = source_folder.settle_ns
-    if settle_ns and changed_ns(file_stat) > settle_horizon(time.time_ns(), settle_ns):
+    if settle_ns and found.changed_ns > settle_horizon(found.now_ns, settle_ns, source.slack_ns):
         raise dg.Failure(
-            description=f"{path} is still being written: it changed less than"
+            description=f"{location} is still being written: it changed less than"
             f" {settle_ns / 1e9:g} s ago (SENSOR_SETTLE_SECONDS). It is loaded once it has settled.",
-            metadata={"path": dg.MetadataValue.path(str(path))},
+            metadata={"path": dg.MetadataValue.path(location)},
         )
-    return file_stat
+    return found
+
+
+def _data_rows(source: Source, partition_key: str) -> int | str:
+    """A local file's data rows, counted for the file asset; a file in S3 is counted when it is loaded."""
+    if not isinstance(source, FolderSource):
+        return "counted when loaded"
+    try:
+        return count_data_rows(source.path(partition_key))
+    except SourceFileError as error:
+        return f"bad file: {error.problem}"
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:  # listed but not readable: its load fails it, by itself
+        return f"cannot be read: {error.strerror}"
 
 
 def _describe_source_files(
     source_folder: SourceFolder, partition_keys: list[str], *, must_arrive: bool
 ) -> dg.MaterializeResult:
-    """What landed for each partition: its file's path, size, mtime and data rows.
+    """What landed for each partition: its file's path, size, modification time and data rows.
 
     A file's contents are judged when it is loaded into its table, where each partition succeeds or
     fails by itself. With `must_arrive` (the daily files) the run fails, to be retried, while a file has
     not arrived or is still being written. A run of one partition reports its file; a run of many
     reports totals and a table of its files, as Dagster gives every partition of a run the same metadata.
     """
-    described = []
-    for partition_key in partition_keys:
-        path = source_folder.file_for(partition_key)
-        try:
-            file_stat = _arrived_file(source_folder, partition_key) if must_arrive else path.lstat()
-        except FileNotFoundError:
-            described.append((partition_key, path, "missing", None, ""))
-            continue
-        if not stat.S_ISREG(file_stat.st_mode):
-            described.append((partition_key, path, "not a regular file", None, ""))
-            continue
-        try:
-            data_rows: int | str = count_data_rows(path)
-        except SourceFileError as error:
-            data_rows = f"bad file: {error.problem}"
-        except FileNotFoundError:
-            data_rows = "missing"
-        except OSError as error:  # listed but not readable: its load fails it, by itself
-            data_rows = f"cannot be read: {error.strerror}"
-        described.append((partition_key, path, file_stat.st_size, file_stat.st_mtime, data_rows))
+    source = source_folder.source
+    keys = [source_folder.checked_key(key) for key in partition_keys]
+    if must_arrive:
+        found: dict[str, FileInfo | str] = {
+            key: _arrived_file(source, source_folder.settle_ns, key) for key in keys
+        }
+    else:
+        found = _file_infos(source, keys)
+    described: list[tuple[str, str, int | str, int | None, int | str]] = []
+    for key in keys:
+        info = found[key]
+        if isinstance(info, str):
+            described.append((key, source.location(key), info, None, ""))
+        else:
+            described.append((key, info.location, info.size, info.mtime_ns, _data_rows(source, key)))
     if len(described) == 1:
-        ((_, path, size, mtime, data_rows),) = described
-        if mtime is None:
-            return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "problem": size})
-        return dg.MaterializeResult(metadata={**_file_metadata(path, size, mtime), "data_rows": data_rows})
+        ((_, location, size, mtime_ns, data_rows),) = described
+        if mtime_ns is None:
+            return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(location), "problem": size})
+        assert isinstance(size, int)
+        return dg.MaterializeResult(
+            metadata={**_file_metadata(location, size, mtime_ns), "data_rows": data_rows}
+        )
     return dg.MaterializeResult(
         metadata={
             "files": len(described),
@@ -182,34 +205,42 @@ def _bad_files_failure(report: LoadReport, partitions: int) -> dg.Failure:
     )
 
 
+def _is_re_execution(context: dg.AssetExecutionContext) -> bool:
+    return bool(context.run.parent_run_id or context.run.tags.get(PARENT_RUN_ID_TAG))
+
+
 def _load_partitions(
     context: dg.AssetExecutionContext, source_folder: SourceFolder, duckdb: StagingDatabase, table: RawTable
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
     """Loads each partition's file into `table` and reports each partition by itself: a materialization
     for every partition that holds its file's current version, then the checks, then a failure naming
     the bad files, whose partitions keep the rows they had."""
-    partition_keys = context.partition_keys
-    files = {key: source_folder.file_for(key) for key in partition_keys}
+    source = source_folder.source
+    partition_keys = [source_folder.checked_key(key) for key in context.partition_keys]
     if table is RawTable.DAILY:
         for key in partition_keys:
-            _arrived_file(source_folder, key)
-    with duckdb.get_connection() as conn:
-        report = load_partitions(conn, table, files, context.run.run_id)
-        holding = report.holding
-        (non_positive,) = conn.execute(
-            f"SELECT count(*) FROM {table.value} WHERE partition_key IN (SELECT unnest(?::VARCHAR[]))"
-            " AND share_price <= 0",
-            [list(holding)],
-        ).fetchone()
-        schema = _schema(table_columns(conn, table)) if holding else None
-        first_rows = previews(conn, table, list(holding))
+            _arrived_file(source, source_folder.settle_ns, key)
+    try:
+        # Fetched before the database is opened: other loads wait for it only while this one writes.
+        with source.local_copies(partition_keys) as copies, duckdb.get_connection() as conn:
+            report = load_partitions(conn, table, copies, context.run.run_id)
+            holding = report.holding
+            (non_positive,) = conn.execute(
+                f"SELECT count(*) FROM {table.value} WHERE partition_key IN (SELECT unnest(?::VARCHAR[]))"
+                " AND share_price <= 0",
+                [list(holding)],
+            ).fetchone()
+            schema = _schema(table_columns(conn, table)) if holding else None
+            first_rows = previews(conn, table, list(holding))
+    except SourceUnavailable as error:
+        raise _source_unavailable(error) from None
     table_name = f"{duckdb.path.stem}.main.{table.value}"
     for key, result in holding.items():
         metadata: dict[str, object] = {
             "dagster/row_count": result.row_count,
             "dagster/table_name": table_name,
             "dagster/column_schema": schema,
-            **_file_metadata(files[key], result.version.size, result.version.mtime_ns / 1e9),
+            **_file_metadata(copies[key].location, result.version.size, result.version.mtime_ns),
             "version": result.version.token,
             "preview": dg.MetadataValue.md(markdown_table(first_rows[key].columns, first_rows[key].rows)),
         }
@@ -225,7 +256,7 @@ def _load_partitions(
             partition=key,
             metadata={
                 "dagster/table_name": table_name,
-                "path": dg.MetadataValue.path(str(files[key])),
+                "path": dg.MetadataValue.path(copies[key].location),
                 "source_removed": dg.MetadataValue.text(
                     "the file is gone from the source; the rows loaded"
                     + (f" by run {run_id}" if run_id else "")
@@ -233,10 +264,18 @@ def _load_partitions(
                 ),
             },
         )
-    for key, path in report.missing.items():
+    for key, location in report.missing.items():
         if table is RawTable.DAILY:
-            raise dg.Failure(description=f"{path.name} has not arrived in {source_folder.path}.")
-        context.log.warning(f"{path} is not there (removed, or not arrived): partition {key!r} not loaded.")
+            raise dg.Failure(description=f"{file_name_for_key(key)} has not arrived in {source}.")
+        if _is_re_execution(context):
+            # Taken away on purpose, as a bad file may be, before its run was re-executed.
+            context.log.warning(f"{location} is not there (removed): partition {key!r} not loaded.")
+        else:
+            # The file was there when the sensor (or a backfill) listed it and went before this run read it.
+            report.failed[key] = SourceFileError(
+                location,
+                "it is not in the source: deleted after it was listed, before this run could read it",
+            )
     mismatched = [key for key, result in report.loaded.items() if result.row_count != result.file_rows]
     yield dg.AssetCheckResult(
         check_name="share_price_is_positive",

@@ -8,28 +8,36 @@ code change and no reload.
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
 
 from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_problem
 from dagster_and_etl.settings import (
+    is_s3_uri,
     read_count_setting,
     read_flag_setting,
     read_optional_setting,
     read_path_setting,
     read_seconds_setting,
+    read_setting,
 )
 
 if TYPE_CHECKING:
     import duckdb
 
+    from dagster_and_etl.ingest.source import Source
+
 
 class SourceFolder(dg.ConfigurableResource):
-    """The folder source CSV files land in, one file per partition key."""
+    """Where source CSV files land, one file per partition key: a local folder, or an S3 bucket prefix
+    (`s3://bucket/prefix/`) reached with dagster-aws's `S3Resource` and the standard AWS settings
+    (`AWS_ENDPOINT_URL`, `AWS_REGION`, the credential chain)."""
 
-    source_dir: str = Field(default="", description="Empty: $SOURCE_DIR, else data/source.")
+    source_dir: str = Field(
+        default="", description="A folder or s3://bucket/prefix/. Empty: $SOURCE_DIR, else data/source."
+    )
     settle_seconds: float | None = Field(
         default=None,
         description="How long a file must be unchanged before the sensor loads it."
@@ -51,7 +59,23 @@ class SourceFolder(dg.ConfigurableResource):
     )
 
     @property
+    def uri(self) -> str:
+        return read_setting("SOURCE_DIR", self.source_dir)
+
+    @property
+    def source(self) -> "Source":
+        """The folder or the bucket prefix, as the sensor and the loads read it."""
+        if is_s3_uri(self.uri):
+            from dagster_and_etl.ingest.source_bucket import BucketSource
+
+            return BucketSource.from_uri(self.uri, s3_client)
+        from dagster_and_etl.ingest.source_folder import FolderSource
+
+        return FolderSource(read_path_setting("SOURCE_DIR", self.source_dir))
+
+    @property
     def path(self) -> Path:
+        """The local folder; for a source in S3, use `source`."""
         return read_path_setting("SOURCE_DIR", self.source_dir)
 
     @property
@@ -70,16 +94,30 @@ class SourceFolder(dg.ConfigurableResource):
     def settle_ns(self) -> int:
         return int(read_seconds_setting("SENSOR_SETTLE_SECONDS", self.settle_seconds) * 1e9)
 
-    def file_for(self, partition_key: str) -> Path:
-        """The source file of a partition; fails for a key that could name a path outside the folder."""
+    def checked_key(self, partition_key: str) -> str:
+        """The key, once it is sure to name a file in the source; fails for one that could name a path
+        outside the folder or prefix."""
         problem = key_problem(partition_key)
         if problem is not None:
             raise dg.Failure(
                 description=f"Partition key {partition_key!r} cannot name a source file: {problem}.",
-                metadata={"partition_key": partition_key, "source_dir": str(self.path)},
+                metadata={"partition_key": partition_key, "source_dir": self.uri},
                 allow_retries=False,
             )
-        return self.path / file_name_for_key(partition_key)
+        return partition_key
+
+    def file_for(self, partition_key: str) -> Path:
+        """The local source file of a partition (see `checked_key`)."""
+        return self.path / file_name_for_key(self.checked_key(partition_key))
+
+
+def s3_client() -> "Any":
+    """A boto3 S3 client from dagster-aws's `S3Resource`, configured by the standard AWS settings.
+
+    dagster-aws is imported here, not at the top: a folder source never pays for loading it."""
+    from dagster_aws.s3 import S3Resource
+
+    return S3Resource().get_client()
 
 
 class DatabaseBusy(Exception):

@@ -1,5 +1,3 @@
-import time
-
 import dagster as dg
 
 from dagster_and_etl.defs import jobs
@@ -7,7 +5,7 @@ from dagster_and_etl.defs.partitions import dynamic_partitions_def
 from dagster_and_etl.defs.resources import DatabaseBusy, SourceFolder, StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import RawTable, loaded_versions
 from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
-from dagster_and_etl.ingest.source_folder import list_source_files
+from dagster_and_etl.ingest.source import SourceUnavailable
 
 # The tags the daemon puts on the runs a sensor launches.
 RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
@@ -54,30 +52,32 @@ def _loaded_versions(duckdb: StagingDatabase) -> dict[str, str]:
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
-        "Watches SOURCE_DIR for new or modified CSV files, registers each new one as a dynamic"
-        " partition and requests runs that load them in batches, each file version once."
+        "Watches SOURCE_DIR (a folder or an S3 prefix) for new or modified CSV files, registers each new"
+        " one as a dynamic partition and requests runs that load them in batches, each file version once."
     ),
 )
 def dynamic_sensor(
     context: dg.SensorEvaluationContext, source_folder: SourceFolder, duckdb: StagingDatabase
 ) -> dg.SensorResult:
-    folder = source_folder.path
-    if not folder.is_dir():
-        raise dg.Failure(f"SOURCE_DIR {folder} does not exist or is not a folder.")
-    now_ns = time.time_ns()  # before listing: a file written during the listing is judged next tick
-    listing = list_source_files(folder)
+    source = source_folder.source
+    try:
+        listing = source.list()
+    except SourceUnavailable as unavailable:
+        # The tick fails with the cause, shown on the sensor's page; the next tick tries again.
+        raise dg.Failure(str(unavailable)) from None
     cursor = SensorCursor.parse(context.cursor)
     try:
         plan = plan_tick(
             listing,
             registered_keys=lambda: context.instance.get_dynamic_partitions(dynamic_partitions_def.name),
             cursor=cursor,
-            now_ns=now_ns,
+            now_ns=listing.now_ns,
             settle_ns=source_folder.settle_ns,
             max_batch=source_folder.batch_size,
             max_runs=source_folder.runs_per_tick,
             loaded_versions=lambda: _loaded_versions(duckdb),
             include_existing=source_folder.include_existing,
+            lookback_ns=source.lookback_ns,
         )
     except DatabaseBusy as busy:
         # Without a cursor, what is loaded is read from the load history; guessing could load twice.
@@ -86,7 +86,7 @@ def dynamic_sensor(
             cursor=context.cursor,
         )
     for unsafe in plan.unsafe_names:
-        context.log.warning(f"Skipped {unsafe.name!r} in {folder}: {unsafe.problem}.")
+        context.log.warning(f"Skipped {unsafe.name!r} in {source}: {unsafe.problem}.")
     if plan.rebuilt:
         context.log.info(f"No cursor: {len(plan.to_request)} file(s) not loaded at their current version.")
     if plan.waiting:
@@ -96,7 +96,7 @@ def dynamic_sensor(
     )
     if not plan.batches:
         return dg.SensorResult(
-            skip_reason=plan.skip_reason(str(folder)),
+            skip_reason=plan.skip_reason(str(source)),
             dynamic_partitions_requests=registrations,
             cursor=plan.cursor.serialize(),
         )

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dagster_and_etl.ingest.source import LocalCopy
 from dagster_and_etl.ingest.source_file_scan import FileVersion, SourceFileError, count_data_rows
 
 if TYPE_CHECKING:
@@ -48,10 +49,22 @@ class FileChangedError(SourceFileError):
 
 
 @dataclass(frozen=True)
+class PinnedVersion:
+    """The version a complete local copy was made from (an S3 object's ETag and size): it cannot change."""
+
+    token: str
+    size: int
+    mtime_ns: int
+
+
+Version = FileVersion | PinnedVersion
+
+
+@dataclass(frozen=True)
 class LoadResult:
     row_count: int  # rows now in the table for the partition
     file_rows: int  # data rows counted in the file, independently of DuckDB
-    version: FileVersion  # the version of the file the partition holds
+    version: Version  # the version of the file the partition holds
     loaded_by: str | None = None  # for a version loaded before: the run that loaded it
 
 
@@ -66,8 +79,9 @@ class LoadReport:
     changing: dict[str, FileChangedError] = field(default_factory=dict)
     # Files loaded once and since removed: the partition keeps its rows. The run that loaded them.
     removed: dict[str, str | None] = field(default_factory=dict)
-    # Files never loaded that are not there (removed, or not arrived): nothing to load, nothing lost.
-    missing: dict[str, Path] = field(default_factory=dict)
+    # Files never loaded that are not there (removed, or not arrived), by location: nothing to load,
+    # nothing lost.
+    missing: dict[str, str] = field(default_factory=dict)
 
     @property
     def holding(self) -> dict[str, LoadResult]:
@@ -121,9 +135,12 @@ def _rejected_lines(conn: "duckdb.DuckDBPyConnection") -> dict[Path, SourceFileE
     return errors
 
 
-def _changed_files(versions: dict[Path, FileVersion]) -> list[Path]:
+def _changed_files(versions: dict[Path, Version]) -> list[Path]:
+    """The files read in place that are no longer the version they were before the load began."""
     changed = []
     for path, before in versions.items():
+        if isinstance(before, PinnedVersion):  # a complete copy of one version: nothing writes to it
+            continue
         try:
             if FileVersion.of(path) != before:
                 changed.append(path)
@@ -155,9 +172,10 @@ def _record_loads(
     conn: "duckdb.DuckDBPyConnection",
     table: RawTable,
     files: dict[str, Path],
-    versions: dict[Path, FileVersion],
+    versions: dict[Path, Version],
     file_rows: dict[str, int],
     run_id: str | None,
+    locations: dict[Path, str],
 ) -> None:
     keys = list(files)
     conn.execute(
@@ -166,7 +184,7 @@ def _record_loads(
             RawTable(table).value,
             run_id,
             keys,
-            [str(files[key]) for key in keys],
+            [locations[files[key]] for key in keys],
             [versions[files[key]].token for key in keys],
             [versions[files[key]].size for key in keys],
             [versions[files[key]].mtime_ns for key in keys],
@@ -179,9 +197,10 @@ def _load_together(
     conn: "duckdb.DuckDBPyConnection",
     table: RawTable,
     files: dict[str, Path],
-    versions: dict[Path, FileVersion],
+    versions: dict[Path, Version],
     file_rows: dict[str, int],
     run_id: str | None,
+    locations: dict[Path, str],
 ) -> dict[str, LoadResult]:
     """Loads every file in one transaction, or rolls it all back and raises what went wrong: the bad
     files with their errors (`_BadFiles`), `FileChangedError`, or DuckDB's own error.
@@ -214,7 +233,7 @@ def _load_together(
         changed = _changed_files({path: versions[path] for path in files.values()})
         if changed:
             raise FileChangedError(changed)
-        _record_loads(conn, table, files, versions, file_rows, run_id)
+        _record_loads(conn, table, files, versions, file_rows, run_id, locations)
         conn.execute("COMMIT")
     except BaseException as error:
         conn.execute("ROLLBACK")
@@ -249,9 +268,10 @@ def _load_good_files(
     conn: "duckdb.DuckDBPyConnection",
     table: RawTable,
     files: dict[str, Path],
-    versions: dict[Path, FileVersion],
+    versions: dict[Path, Version],
     file_rows: dict[str, int],
     run_id: str | None,
+    locations: dict[Path, str],
     report: LoadReport,
 ) -> None:
     """Loads the files together; a bad one found on the way is set aside and the rest loaded again."""
@@ -259,7 +279,7 @@ def _load_good_files(
 
     while files:
         try:
-            report.loaded.update(_load_together(conn, table, files, versions, file_rows, run_id))
+            report.loaded.update(_load_together(conn, table, files, versions, file_rows, run_id, locations))
             return
         except _BadFiles as bad:
             key_of = {path: key for key, path in files.items()}
@@ -273,45 +293,63 @@ def _load_good_files(
                 report.failed[key] = _duckdb_error(error, _file_named_in(error) or path)
                 return
             for key, path in files.items():
-                _load_good_files(conn, table, {key: path}, versions, file_rows, run_id, report)
+                _load_good_files(conn, table, {key: path}, versions, file_rows, run_id, locations, report)
             return
 
 
-def _read_first(files: dict[str, Path], report: LoadReport) -> tuple[dict[Path, FileVersion], dict[str, int]]:
+def _read_first(
+    files: dict[str, Path], pinned: dict[Path, PinnedVersion], report: LoadReport
+) -> tuple[dict[Path, Version], dict[str, int]]:
     """Each file's version, then its data rows counted while its header and encoding are checked."""
-    versions: dict[Path, FileVersion] = {}
+    versions: dict[Path, Version] = {}
     file_rows: dict[str, int] = {}
     for key, path in files.items():
         try:
-            versions[path] = FileVersion.of(path)
+            versions[path] = pinned.get(path) or FileVersion.of(path)
             file_rows[key] = count_data_rows(path, skip_blank_lines=False)
         except SourceFileError as error:
             report.failed[key] = error
         except FileNotFoundError:
-            report.missing[key] = path
+            report.missing[key] = str(path)
         except OSError as error:  # a file listed but not readable: held back by itself
             report.failed[key] = SourceFileError(path, f"it cannot be read: {error.strerror}")
     return versions, file_rows
 
 
+def _named_by_location(report: LoadReport, locations: dict[Path, str]) -> None:
+    """Names each file in the report by its location in the source, not the local copy that was read."""
+    for errors in (report.failed, report.changing):
+        for key, error in errors.items():
+            location = locations.get(Path(error.path)) if isinstance(error.path, Path) else None
+            if location is not None and location != str(error.path):
+                errors[key] = error.at(location)  # type: ignore[assignment]
+    for key, path in report.missing.items():
+        report.missing[key] = locations.get(Path(path), path)
+
+
 def load_partitions(
     conn: "duckdb.DuckDBPyConnection",
     table: RawTable,
-    files: dict[str, Path],
+    files: dict[str, LocalCopy] | dict[str, Path],
     run_id: str | None = None,
 ) -> LoadReport:
     """Loads each partition's file into `table`, in place of the rows the partition had.
 
-    `files` maps partition keys to their files. A partition whose file's version is already loaded is
-    left as it is, and so is one whose file was loaded once and has since been removed; a file never
-    loaded that is not there is reported in `missing`. A file that is bad (header, encoding, a bad line,
-    a missing value) is reported in `failed`, and its partition keeps exactly the rows it had. Every
-    other file is loaded, all in one transaction. Files that change while they are read are loaded
-    again, whole; one that changes on every attempt is reported in `changing` and the others are loaded
-    without it.
+    `files` maps partition keys to their files: a local path, or a `LocalCopy` of a file kept elsewhere
+    (which the load history and the errors name by its location). A partition whose file's version is
+    already loaded is left as it is, and so is one whose file was loaded once and has since been
+    removed; a file never loaded that is not there is reported in `missing`. A file that is bad (header,
+    encoding, a bad line, a missing value) is reported in `failed`, and its partition keeps exactly the
+    rows it had. Every other file is loaded, all in one transaction. Files that change while they are
+    read are loaded again, whole; one that changes on every attempt is reported in `changing` and the
+    others are loaded without it.
     """
     import duckdb
 
+    copies = {
+        key: copy if isinstance(copy, LocalCopy) else LocalCopy(str(copy), Path(copy))
+        for key, copy in files.items()
+    }
     report = LoadReport()
     conn.execute("BEGIN TRANSACTION")
     try:
@@ -320,25 +358,44 @@ def load_partitions(
     except duckdb.Error:
         conn.execute("ROLLBACK")
         raise
-    holding = loaded_versions(conn, table, list(files))
+    holding = loaded_versions(conn, table, list(copies))
     to_load: dict[str, Path] = {}
-    for key, path in files.items():
+    locations: dict[Path, str] = {}
+    pinned: dict[Path, PinnedVersion] = {}
+    for key, copy in copies.items():
         loaded = holding.get(key)
-        try:
-            file_stat = os.lstat(path)
-        except FileNotFoundError:
+        if copy.problem is not None:
+            report.failed[key] = SourceFileError(copy.location, copy.problem)
+            continue
+        if copy.path is None:
             if loaded is not None:
                 report.removed[key] = loaded[1]
             else:
-                report.missing[key] = path
+                report.missing[key] = copy.location
             continue
-        except OSError as error:
-            report.failed[key] = SourceFileError(path, f"it cannot be read: {error.strerror}")
-            continue
-        if not stat.S_ISREG(file_stat.st_mode):
-            report.failed[key] = SourceFileError(path, "it is not a regular file (a folder, link or device)")
-            continue
-        version = FileVersion.from_stat(file_stat)
+        path = copy.path
+        locations[path] = copy.location
+        if copy.pinned is not None:
+            version: Version = PinnedVersion(copy.pinned, copy.size, copy.mtime_ns)
+            pinned[path] = version
+        else:
+            try:
+                file_stat = os.lstat(path)
+            except FileNotFoundError:
+                if loaded is not None:
+                    report.removed[key] = loaded[1]
+                else:
+                    report.missing[key] = copy.location
+                continue
+            except OSError as error:
+                report.failed[key] = SourceFileError(copy.location, f"it cannot be read: {error.strerror}")
+                continue
+            if not stat.S_ISREG(file_stat.st_mode):
+                report.failed[key] = SourceFileError(
+                    copy.location, "it is not a regular file (a folder, link or device)"
+                )
+                continue
+            version = FileVersion.from_stat(file_stat)
         if loaded is not None and loaded[0] == version.token:
             report.unchanged[key] = LoadResult(0, 0, version, loaded_by=loaded[1])
         else:
@@ -348,7 +405,7 @@ def load_partitions(
     while True:
         done = report.loaded.keys() | report.failed.keys() | report.missing.keys() | report.changing.keys()
         remaining = {k: p for k, p in to_load.items() if k not in done}
-        versions, file_rows = _read_first(remaining, report)
+        versions, file_rows = _read_first(remaining, pinned, report)
         try:
             _load_good_files(
                 conn,
@@ -357,6 +414,7 @@ def load_partitions(
                 versions,
                 file_rows,
                 run_id,
+                locations,
                 report,
             )
             break
@@ -366,6 +424,7 @@ def load_partitions(
                 attempts[key] = attempts.get(key, 0) + 1
                 if attempts[key] >= ATTEMPTS_WHILE_CHANGING:
                     report.changing[key] = FileChangedError([path], "it changed on every attempt to load it")
+    _named_by_location(report, locations)
     if report.unchanged:
         counts = dict(
             conn.execute(

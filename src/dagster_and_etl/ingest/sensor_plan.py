@@ -7,6 +7,9 @@ reading the database on an ordinary tick:
   is still settling and waits;
 - the versions requested that changed after the horizon (only while a limit keeps the horizon back),
   so that no version is requested twice;
+- for a source that may stamp a change with a time before it was seen (S3 stamps an upload with its
+  start), the versions of every file stamped within a lookback window before the horizon, so a rewrite
+  that lands behind the horizon is still found by its new version;
 - a file whose key is not a registered partition is new, and due, whatever its mtime says.
 
 Without a cursor (first enable, or a reset) the tick rebuilds what it knows from the load history: a
@@ -25,7 +28,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dagster_and_etl.ingest.source_folder import FolderListing, SourceFile, UnsafeName, settle_horizon
+from dagster_and_etl.ingest.source import SourceFile, SourceListing, UnsafeName, settle_horizon
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,9 @@ class SensorCursor:
     # Which files were in the folder when every one of them had been registered: while the folder
     # holds the same names and nothing changed, a tick need not read the registered keys at all.
     names_digest: str | None = None
-    # Versions requested whose changes lie after the horizon (during a rebuild: every version it
-    # requested), by partition key.
+    # Versions requested whose changes lie after the horizon less the source's lookback (during a
+    # rebuild: every version it requested), by partition key; with a lookback, also the versions known
+    # loaded or requested of every file stamped within it.
     requested: Mapping[str, str] = field(default_factory=dict)
     # The clock when the cursor was stored: a clock found earlier than this was set back, and the
     # changes made since may carry times behind the horizon, so the tick rebuilds.
@@ -117,16 +121,16 @@ class TickPlan:
     def to_request(self) -> list[SourceFile]:
         return [source_file for batch in self.batches for source_file in batch.files]
 
-    def skip_reason(self, folder: str) -> str:
+    def skip_reason(self, source: str) -> str:
         """Why this tick requests nothing, telling an idle folder from a busy or a troubled one."""
         if self.registered_only:
             parts = [
-                f"First tick: registered the {self.registered_only} file(s) already in {folder} as"
+                f"First tick: registered the {self.registered_only} file(s) already in {source} as"
                 " partitions without loading them (SENSOR_INCLUDE_EXISTING_FILES=false); files that"
                 " arrive or change from now on are loaded"
             ]
         else:
-            parts = [f"No new or modified files in {folder}"]
+            parts = [f"No new or modified files in {source}"]
         if self.settling:
             parts.append(f"{len(self.settling)} file(s) still settling")
         if self.unsafe_names:
@@ -153,7 +157,7 @@ def _batches(due: list[tuple[int, SourceFile]], max_batch: int) -> list[RunBatch
 
 
 def plan_tick(
-    listing: FolderListing,
+    listing: SourceListing,
     registered_keys: Sequence[str] | Callable[[], Sequence[str]],
     cursor: SensorCursor,
     now_ns: int,
@@ -162,23 +166,29 @@ def plan_tick(
     max_runs: int | None = None,
     loaded_versions: Mapping[str, str] | Callable[[], Mapping[str, str]] = dict,
     include_existing: bool = True,
+    lookback_ns: int = 0,
 ) -> TickPlan:
     """Which files to register and request, in which batches, which wait, and the cursor to store.
 
     `registered_keys` are the dynamic partition keys in the order they were registered, and
     `loaded_versions` the version of the file each partition holds; either may be a function that
-    reads them. The keys are read only when the folder's names or files changed since the last tick,
-    the loaded versions only when the tick rebuilds (no cursor, or a clock set back).
+    reads them. The keys are read only when the source's names or files changed since the last tick,
+    the loaded versions only when the tick rebuilds (no cursor, or a clock set back). `lookback_ns` is
+    how long before the horizon a change may be stamped and still be found (see `Source.lookback_ns`).
     """
     rebuild = cursor.is_fresh or now_ns < cursor.clock_ns
-    if rebuild:
-        horizon_ns = settle_horizon(now_ns, settle_ns)
-    else:
-        horizon_ns = max(cursor.horizon_ns, settle_horizon(now_ns, settle_ns))
+    settled_by_now = settle_horizon(now_ns, settle_ns, listing.slack_ns)
+    horizon_ns = settled_by_now if rebuild else max(cursor.horizon_ns, settled_by_now)
     digest = listing.names_digest()
-    if not rebuild and digest == cursor.names_digest and listing.latest_change_ns() <= cursor.horizon_ns:
+    if (
+        not rebuild
+        and digest == cursor.names_digest
+        and listing.latest_change_ns() <= cursor.horizon_ns
+        and (not lookback_ns or _all_known(listing, cursor.horizon_ns - lookback_ns, cursor.requested))
+    ):
+        known = _known(listing, horizon_ns - lookback_ns, cursor.requested) if lookback_ns else {}
         return TickPlan(
-            [], [], [], listing.unsafe_names, [], SensorCursor(horizon_ns, digest, clock_ns=now_ns)
+            [], [], [], listing.unsafe_names, [], SensorCursor(horizon_ns, digest, known, clock_ns=now_ns)
         )
     if callable(registered_keys):
         registered_keys = registered_keys()
@@ -197,7 +207,12 @@ def plan_tick(
             settling,
             listing.unsafe_names,
             [],
-            SensorCursor(horizon_ns, None if settling else digest, clock_ns=now_ns),
+            SensorCursor(
+                horizon_ns,
+                None if settling else digest,
+                _window(settled, horizon_ns - lookback_ns) if lookback_ns else {},
+                clock_ns=now_ns,
+            ),
             registered_only=len(existing),
         )
 
@@ -215,7 +230,10 @@ def plan_tick(
             f
             for f in settled
             if f.partition_key not in position
-            or (f.changed_ns > cursor.horizon_ns and cursor.requested.get(f.partition_key) != f.version)
+            or (
+                f.changed_ns > cursor.horizon_ns - lookback_ns
+                and cursor.requested.get(f.partition_key) != f.version
+            )
         ]
     new = sorted((f for f in due if f.partition_key not in position), key=lambda f: (f.mtime_ns, f.name))
     placed = [(position[f.partition_key], f) for f in due if f.partition_key in position]
@@ -232,7 +250,9 @@ def plan_tick(
             already = {**cursor.requested, **{f.partition_key: f.version for f in requested}}
             next_cursor = SensorCursor(0, None, already, clock_ns=now_ns)
         else:
-            next_cursor = SensorCursor(horizon_ns, None if settling else digest, clock_ns=now_ns)
+            # With a lookback, what every file stamped within it holds now is known: loaded, or requested.
+            known = _window(settled, horizon_ns - lookback_ns) if lookback_ns else {}
+            next_cursor = SensorCursor(horizon_ns, None if settling else digest, known, clock_ns=now_ns)
     else:
         # Changed files left waiting are found again only while the horizon stays below them; new
         # ones are found again by their key, which is registered only once it is requested.
@@ -246,7 +266,9 @@ def plan_tick(
                 **cursor.requested,
                 **{f.partition_key: f.version for f in requested},
             }.items()
-            if key in by_key and by_key[key].version == version and by_key[key].changed_ns > horizon_ns
+            if key in by_key
+            and by_key[key].version == version
+            and by_key[key].changed_ns > horizon_ns - lookback_ns
         }
         next_cursor = SensorCursor(
             horizon_ns,
@@ -264,3 +286,22 @@ def plan_tick(
         cursor=next_cursor,
         rebuilt=rebuild,
     )
+
+
+def _window(files: list[SourceFile], after_ns: int) -> dict[str, str]:
+    """The version of every file that changed after `after_ns`, by partition key."""
+    return {f.partition_key: f.version for f in files if f.changed_ns > after_ns}
+
+
+def _all_known(listing: SourceListing, after_ns: int, requested: Mapping[str, str]) -> bool:
+    """Whether every file that changed after `after_ns` has its current version in `requested`."""
+    return all(requested.get(f.partition_key) == f.version for f in listing.changed_after(after_ns))
+
+
+def _known(listing: SourceListing, after_ns: int, requested: Mapping[str, str]) -> dict[str, str]:
+    """Of the files that changed after `after_ns`, those whose current version `requested` holds."""
+    return {
+        f.partition_key: f.version
+        for f in listing.changed_after(after_ns)
+        if requested.get(f.partition_key) == f.version
+    }

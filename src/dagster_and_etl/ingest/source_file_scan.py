@@ -16,11 +16,16 @@ CHUNK_BYTES = 1 << 20
 class SourceFileError(ValueError):
     """A source file that cannot be loaded. The message names the file and what is wrong with it."""
 
-    def __init__(self, path: Path, problem: str, errors: list[dict] | None = None) -> None:
+    def __init__(self, path: Path | str, problem: str, errors: list[dict] | None = None) -> None:
         super().__init__(f"{path} cannot be loaded: {problem}")
         self.path = path
         self.problem = problem
         self.errors = errors or []
+
+    def at(self, location: str) -> "SourceFileError":
+        """The same error, naming the file by `location` (its URI) instead of the local copy read."""
+        errors = [{**error, "file": location} if "file" in error else error for error in self.errors]
+        return SourceFileError(location, self.problem, errors)
 
 
 @dataclass(frozen=True)

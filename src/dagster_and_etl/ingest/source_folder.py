@@ -1,92 +1,58 @@
-"""Listing the source folder: which CSV files are there, and which version of each."""
+"""A local folder as a source: which CSV files are there, and which version of each."""
 
-import functools
+from __future__ import annotations
+
 import os
-from dataclasses import dataclass, field
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from dagster_and_etl.ingest.partition_keys import key_for_file_name, key_problem
+from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_for_file_name, key_problem
+from dagster_and_etl.ingest.source import (
+    FileInfo,
+    LocalCopy,
+    SourceFile,
+    SourceListing,
+    SourceUnavailable,
+    UnsafeName,
+)
 from dagster_and_etl.ingest.source_file_scan import version_token
 
 # File timestamps come from a coarse kernel clock and some filesystems keep whole seconds only, so a
-# change can carry a time up to a second older than the moment it happened. A file counts as settled
-# only once that much more time has passed.
+# change can carry a time up to a second older than the moment it happened.
 TIMESTAMP_SLACK_NS = 1_000_000_000
 
 
-def settle_horizon(now_ns: int, settle_ns: int) -> int:
-    """The latest change time of a file that has stayed unchanged for `settle_ns` by `now_ns`."""
-    return now_ns - settle_ns - TIMESTAMP_SLACK_NS
+def changed_ns(file_stat: os.stat_result) -> int:
+    """When a file last changed, by the machine's clock: its inode change time.
+
+    The kernel sets it to the current time on every write, rename or `touch`; unlike the mtime,
+    `cp -p`, `rsync -t` and `touch -d` cannot set it back, or ahead.
+    """
+    return file_stat.st_ctime_ns
 
 
-def changed_ns(stat: os.stat_result) -> int:
-    """When a file last changed: its inode change time (see `SourceFile.changed_ns`)."""
-    return stat.st_ctime_ns
+def _file_of(entry: tuple) -> SourceFile:
+    name, partition_key, size, mtime_ns, ctime_ns, inode = entry
+    return SourceFile(
+        name, partition_key, size, mtime_ns, ctime_ns, version_token(size, mtime_ns, ctime_ns, inode)
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class SourceFile:
-    """One version of one source file, as a single stat saw it."""
-
-    name: str
-    partition_key: str
-    size: int
-    mtime_ns: int
-    # When the file last changed, by the machine's clock: its inode change time. The kernel sets it to
-    # the current time on every write, rename or `touch`; unlike the mtime, `cp -p`, `rsync -t` and
-    # `touch -d` cannot set it back, or ahead.
-    changed_ns: int
-    ctime_ns: int
-    inode: int
-
-    @property
-    def version(self) -> str:
-        """Names this version of the file, as the load history records it."""
-        return version_token(self.size, self.mtime_ns, self.ctime_ns, self.inode)
-
-
-@dataclass(frozen=True)
-class UnsafeName:
-    name: str
-    problem: str
-
-
-# One file as the listing saw it: name, partition key, size, mtime_ns, changed_ns, ctime_ns, inode
-# (see SourceFile).
-Entry = tuple[str, str, int, int, int, int, int]
-
-
-@dataclass(frozen=True)
-class FolderListing:
-    entries: list[Entry] = field(default_factory=list)
-    unsafe_names: list[UnsafeName] = field(default_factory=list)
-
-    @functools.cached_property
-    def files(self) -> list[SourceFile]:
-        """The files as objects, made only when a tick has more to do than see that nothing changed."""
-        return [SourceFile(*entry) for entry in self.entries]
-
-    def latest_change_ns(self) -> int:
-        return max((entry[4] for entry in self.entries), default=0)
-
-    def names_digest(self) -> str:
-        """A short digest of which source files are in the folder, whatever their order or contents.
-
-        Python's string hashing differs from one process to the next, so after a restart the digest
-        differs once, which costs one full look at the registered keys and nothing else.
-        """
-        return format(hash(frozenset(entry[0] for entry in self.entries)) & (2**64 - 1), "016x")
-
-
-def list_source_files(folder: Path) -> FolderListing:
+def list_source_files(folder: Path) -> SourceListing:
     """Every regular `*.csv` file directly in `folder` whose name can be a partition key.
 
     Subfolders, symbolic links, hidden files and other suffixes (`.tmp`, `.part`, `.csv.tmp`) are passed
     over; names that cannot be keys are returned apart, with the reason. A file that disappears between
     the listing and its stat is passed over too: the next listing sees the folder as it then is.
     """
-    # This loop runs once per file on every tick, so it does no more than it must.
-    entries: list[Entry] = []
+    now_ns = time.time_ns()  # before listing: a file written during the listing is judged next tick
+    # This loop runs once per file on every tick, so it does no more than it must. An entry is
+    # (name, partition key, size, mtime_ns, ctime_ns, inode): the ctime is the change time.
+    entries: list[tuple] = []
     unsafe_names: list[UnsafeName] = []
     with os.scandir(folder) as directory:
         for entry in directory:
@@ -97,15 +63,74 @@ def list_source_files(folder: Path) -> FolderListing:
             try:
                 if not entry.is_file(follow_symlinks=False):
                     continue
-                stat = entry.stat(follow_symlinks=False)
+                file_stat = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
             problem = key_problem(partition_key)
             if problem is not None:
                 unsafe_names.append(UnsafeName(name, problem))
                 continue
-            ctime_ns = stat.st_ctime_ns
             entries.append(
-                (name, partition_key, stat.st_size, stat.st_mtime_ns, ctime_ns, ctime_ns, stat.st_ino)
+                (
+                    name,
+                    partition_key,
+                    file_stat.st_size,
+                    file_stat.st_mtime_ns,
+                    file_stat.st_ctime_ns,
+                    file_stat.st_ino,
+                )
             )
-    return FolderListing(entries, unsafe_names)
+    return SourceListing(entries, now_ns, TIMESTAMP_SLACK_NS, _file_of, unsafe_names)
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """Source files in a local folder: `<folder>/<partition key>.csv`."""
+
+    folder: Path
+    lookback_ns: int = 0  # a rewrite's change time is set when it ends, never before
+    slack_ns: int = TIMESTAMP_SLACK_NS
+
+    def __str__(self) -> str:
+        return str(self.folder)
+
+    def path(self, partition_key: str) -> Path:
+        return self.folder / file_name_for_key(partition_key)
+
+    def location(self, partition_key: str) -> str:
+        return str(self.path(partition_key))
+
+    def list(self) -> SourceListing:
+        if not self.folder.is_dir():
+            raise SourceUnavailable(f"SOURCE_DIR {self.folder} does not exist or is not a folder.")
+        return list_source_files(self.folder)
+
+    def info(self, partition_keys: list[str]) -> dict[str, FileInfo | str]:
+        found: dict[str, FileInfo | str] = {}
+        for key in partition_keys:
+            path = self.path(key)
+            now_ns = time.time_ns()
+            try:
+                file_stat = path.lstat()
+            except FileNotFoundError:
+                found[key] = "missing"
+                continue
+            if not stat.S_ISREG(file_stat.st_mode):
+                found[key] = "not a regular file (a folder, link or device)"
+                continue
+            found[key] = FileInfo(
+                str(path),
+                file_stat.st_size,
+                file_stat.st_mtime_ns,
+                changed_ns(file_stat),
+                version_token(
+                    file_stat.st_size, file_stat.st_mtime_ns, file_stat.st_ctime_ns, file_stat.st_ino
+                ),
+                now_ns,
+            )
+        return found
+
+    @contextmanager
+    def local_copies(self, partition_keys: list[str]) -> Iterator[dict[str, LocalCopy]]:
+        """The files themselves: the load reads each in place and notices if it changes meanwhile."""
+        yield {key: LocalCopy(self.location(key), self.path(key)) for key in partition_keys}

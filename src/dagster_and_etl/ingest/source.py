@@ -1,0 +1,138 @@
+"""The one shape every source has, a local folder or an S3 bucket prefix, as the sensor and the loads see it.
+
+A source lists its files (name, partition key, size, times, version) with the time "now" by its own
+clock, describes the files of some partitions, and hands a load one local, complete copy of each. The
+sensor's planner and the DuckDB load know nothing else of where the files live.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+def settle_horizon(now_ns: int, settle_ns: int, slack_ns: int) -> int:
+    """The latest change time of a file that has stayed unchanged for `settle_ns` by `now_ns`.
+
+    Timestamps may be up to `slack_ns` older than the change they stand for (a coarse clock, whole
+    seconds), so a file counts as settled only once that much more time has passed."""
+    return now_ns - settle_ns - slack_ns
+
+
+class SourceUnavailable(Exception):
+    """The source cannot be listed or read at all: the message names it and the cause."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One version of one source file, as a listing saw it."""
+
+    name: str  # the file's name in the source: `<partition key>.csv`
+    partition_key: str
+    size: int
+    mtime_ns: int  # when the file says it was written: orders new files, oldest first
+    # When the file last changed, by the source's own clock: the settle rule and the horizon use it.
+    changed_ns: int
+    version: str  # names this version, as the load history records it
+
+
+@dataclass(frozen=True)
+class UnsafeName:
+    name: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class SourceListing:
+    """Every file of a source at one moment, and that moment by the source's own clock.
+
+    Entries are plain tuples starting `(name, partition key, size, mtime_ns, changed_ns, ...)`; the rest
+    is the source's own, and `make_file` makes a `SourceFile` of one. Objects are made only for the
+    ticks that have more to do than see that nothing changed.
+    """
+
+    entries: list[tuple]
+    now_ns: int  # "now", read before the listing started
+    slack_ns: int  # how much older than its change a timestamp may be
+    make_file: Callable[[tuple], SourceFile]
+    unsafe_names: list[UnsafeName] = field(default_factory=list)
+
+    @functools.cached_property
+    def files(self) -> list[SourceFile]:
+        return [self.make_file(entry) for entry in self.entries]
+
+    def latest_change_ns(self) -> int:
+        return max((entry[4] for entry in self.entries), default=0)
+
+    def changed_after(self, horizon_ns: int) -> list[SourceFile]:
+        return [self.make_file(entry) for entry in self.entries if entry[4] > horizon_ns]
+
+    def names_digest(self) -> str:
+        """A short digest of which files are in the source, whatever their order or contents.
+
+        Python's string hashing differs from one process to the next, so after a restart the digest
+        differs once, which costs one full look at the registered keys and nothing else.
+        """
+        return format(hash(frozenset(entry[0] for entry in self.entries)) & (2**64 - 1), "016x")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What a source says of one partition's file without reading it."""
+
+    location: str  # the file's path, or its s3:// URI
+    size: int
+    mtime_ns: int
+    changed_ns: int  # by the source's clock, as in `SourceFile`
+    version: str
+    now_ns: int  # the source's clock when it was asked
+
+
+@dataclass(frozen=True)
+class LocalCopy:
+    """A partition's file as a load reads it: the local file DuckDB opens, and what it is a copy of.
+
+    `path` None: the file is not in the source (removed, or not arrived). `pinned` None: `path` is the
+    source file itself, whose version is read from it and which may change while it is read; otherwise
+    `path` is a complete copy of the version `pinned` names, `size` and `mtime_ns` being its facts.
+    """
+
+    location: str
+    path: Path | None
+    pinned: str | None = None
+    size: int = 0
+    mtime_ns: int = 0
+    problem: str | None = None  # the file could not be fetched, and why: it fails by itself
+
+
+class Source(Protocol):
+    """What the sensor and the assets need of a source."""
+
+    # How long before the horizon a rewrite may be stamped and still be found (see `plan_tick`): 0 for a
+    # folder, whose change times are set when a write ends; more for S3, which stamps an upload with
+    # its start.
+    lookback_ns: int
+    # How much older than the change it stands for a timestamp of this source may be.
+    slack_ns: int
+
+    def __str__(self) -> str: ...
+
+    def location(self, partition_key: str) -> str:
+        """The path or URI of a partition's file."""
+        ...
+
+    def list(self) -> SourceListing:
+        """Every source file directly in the folder or prefix; `SourceUnavailable` if it cannot be listed."""
+        ...
+
+    def info(self, partition_keys: list[str]) -> dict[str, FileInfo | str]:
+        """Each partition's file as it is now, or why there is none (not there, not a file)."""
+        ...
+
+    def local_copies(self, partition_keys: list[str]) -> AbstractContextManager[dict[str, LocalCopy]]:
+        """A local copy of each partition's file for the block, removed after it whatever happens."""
+        ...

@@ -1,0 +1,234 @@
+"""An S3 bucket prefix as a source: `s3://<bucket>/<prefix>/<partition key>.csv`.
+
+Anything that speaks the S3 API works the same (AWS, MinIO, R2, Ceph, GCS's XML API): the client comes
+from the standard AWS settings. An object's version is its ETag and size; its change time is its
+LastModified, and "now" is the storage's own clock (the `Date` of its answers), so a clock on the Dagster
+host that is ahead or behind never hides an object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_for_file_name, key_problem
+from dagster_and_etl.ingest.source import (
+    FileInfo,
+    LocalCopy,
+    SourceFile,
+    SourceListing,
+    SourceUnavailable,
+    UnsafeName,
+)
+
+# LastModified and the Date header both keep whole seconds.
+TIMESTAMP_SLACK_NS = 1_000_000_000
+# S3 stamps an object with the time its upload started (for a multipart upload, when it was begun), so
+# a rewrite that took long to upload can carry a time from before the last tick. The sensor compares
+# the versions of every object stamped within this long before its horizon, so rewrites that took up
+# to an hour to upload are found.
+REWRITE_LOOKBACK_NS = 3600 * 1_000_000_000
+# Objects described or fetched at once: S3 answers many requests in parallel far faster than in turn.
+PARALLEL_REQUESTS = 16
+CHUNK_BYTES = 1 << 20
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix/` as ("bucket", "some/prefix/"); the prefix always ends in "/" unless
+    it is empty, so `s3://bucket/in` never takes in `s3://bucket/inbox/`."""
+    rest = uri[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"SOURCE_DIR {uri!r} names no bucket: expected s3://<bucket>/<prefix>/")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+def version_token(etag: str, size: int) -> str:
+    return f"etag={etag},size={size}"
+
+
+def _ns(timestamp: dt.datetime) -> int:
+    return int(timestamp.timestamp()) * 1_000_000_000 + timestamp.microsecond * 1000
+
+
+def _storage_now_ns(response: dict[str, Any]) -> int:
+    """The storage's clock, from the `Date` header of one of its answers."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if not date:
+        raise SourceUnavailable("the storage's answer has no Date header, so its clock cannot be read")
+    return _ns(email.utils.parsedate_to_datetime(date))
+
+
+def _file_of(entry: tuple) -> SourceFile:
+    name, partition_key, size, modified_ns, _, etag = entry
+    return SourceFile(name, partition_key, size, modified_ns, modified_ns, version_token(etag, size))
+
+
+def _error_code(error: Exception) -> str | None:
+    response = getattr(error, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+def _cause(error: Exception) -> str:
+    """What went wrong talking to the storage, in words, with the storage's own error code."""
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    code = _error_code(error)
+    if code in ("NoSuchBucket",):
+        return "the bucket does not exist (NoSuchBucket)"
+    if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+        return f"access was refused; check the credentials and their permissions ({code})"
+    if isinstance(error, NoCredentialsError):
+        return "no AWS credentials were found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile)"
+    if isinstance(error, ClientError):
+        message = error.response.get("Error", {}).get("Message", "")
+        return f"the storage answered {code}: {message}".rstrip(": ")
+    return f"the storage cannot be reached: {error}"
+
+
+def _is_storage_error(error: Exception) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return isinstance(error, BotoCoreError | ClientError)
+
+
+@dataclass(frozen=True)
+class BucketSource:
+    """Source files as objects directly under an S3 prefix; `client` makes a boto3 S3 client."""
+
+    bucket: str
+    prefix: str
+    client: Callable[[], Any]
+    lookback_ns: int = REWRITE_LOOKBACK_NS
+    slack_ns: int = TIMESTAMP_SLACK_NS
+
+    @classmethod
+    def from_uri(cls, uri: str, client: Callable[[], Any]) -> BucketSource:
+        bucket, prefix = parse_s3_uri(uri)
+        return cls(bucket, prefix, client)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def object_key(self, partition_key: str) -> str:
+        return self.prefix + file_name_for_key(partition_key)
+
+    def location(self, partition_key: str) -> str:
+        return f"s3://{self.bucket}/{self.object_key(partition_key)}"
+
+    def _unavailable(self, doing: str, error: Exception) -> SourceUnavailable:
+        return SourceUnavailable(f"Cannot {doing} {self}: {_cause(error)}.")
+
+    def list(self) -> SourceListing:
+        """One paginated listing of the prefix (1,000 keys a page), taking only its direct children."""
+        s3 = self.client()
+        entries: list[tuple] = []
+        unsafe_names: list[UnsafeName] = []
+        now_ns = 0
+        kept = len(self.prefix)
+        try:
+            pages = s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/", PaginationConfig={"PageSize": 1000}
+            )
+            for page in pages:
+                if not now_ns:  # the first answer's Date: before any object this listing sees was judged
+                    now_ns = _storage_now_ns(page)
+                for found in page.get("Contents", ()):
+                    name = found["Key"][kept:]
+                    partition_key = key_for_file_name(name)
+                    if partition_key is None:
+                        continue
+                    problem = key_problem(partition_key)
+                    if problem is not None:
+                        unsafe_names.append(UnsafeName(name, problem))
+                        continue
+                    modified_ns = _ns(found["LastModified"])
+                    entries.append(
+                        (
+                            name,
+                            partition_key,
+                            found["Size"],
+                            modified_ns,
+                            modified_ns,
+                            found["ETag"].strip('"'),
+                        )
+                    )
+        except Exception as error:
+            if _is_storage_error(error):
+                raise self._unavailable("list", error) from error
+            raise
+        return SourceListing(entries, now_ns, TIMESTAMP_SLACK_NS, _file_of, unsafe_names)
+
+    def _head(self, s3: Any, partition_key: str) -> FileInfo | str:
+        try:
+            found = s3.head_object(Bucket=self.bucket, Key=self.object_key(partition_key))
+        except Exception as error:
+            if _error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                return "missing"
+            if _is_storage_error(error):
+                raise self._unavailable("read", error) from error
+            raise
+        modified_ns = _ns(found["LastModified"])
+        return FileInfo(
+            self.location(partition_key),
+            found["ContentLength"],
+            modified_ns,
+            modified_ns,
+            version_token(found["ETag"].strip('"'), found["ContentLength"]),
+            _storage_now_ns(found),
+        )
+
+    def info(self, partition_keys: list[str]) -> dict[str, FileInfo | str]:
+        s3 = self.client()
+        with ThreadPoolExecutor(PARALLEL_REQUESTS) as pool:
+            found = pool.map(lambda key: self._head(s3, key), partition_keys)
+            return dict(zip(partition_keys, found, strict=True))
+
+    def _download(self, s3: Any, partition_key: str, path: Path) -> LocalCopy:
+        """One GET: exactly one complete version of the object, whatever is written to it meanwhile."""
+        location = self.location(partition_key)
+        try:
+            got = s3.get_object(Bucket=self.bucket, Key=self.object_key(partition_key))
+            with path.open("wb") as spool:
+                for chunk in got["Body"].iter_chunks(CHUNK_BYTES):
+                    spool.write(chunk)
+        except Exception as error:
+            code = _error_code(error)
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return LocalCopy(location, None)
+            if code in ("AccessDenied", "InvalidObjectState"):
+                return LocalCopy(location, None, problem=f"it cannot be read: {_cause(error)}")
+            if _is_storage_error(error):
+                raise self._unavailable("read", error) from error
+            raise
+        size = got["ContentLength"]
+        return LocalCopy(
+            location,
+            path,
+            pinned=version_token(got["ETag"].strip('"'), size),
+            size=size,
+            mtime_ns=_ns(got["LastModified"]),
+        )
+
+    @contextmanager
+    def local_copies(self, partition_keys: list[str]) -> Iterator[dict[str, LocalCopy]]:
+        """Each object streamed into a spool folder in the system's temporary folder (TMPDIR), which is
+        removed when the block ends, whatever happens in it."""
+        s3 = self.client()
+        spool = Path(tempfile.mkdtemp(prefix="dagster_and_etl-spool-"))
+        try:
+            paths = {key: spool / f"{index}.csv" for index, key in enumerate(partition_keys)}
+            with ThreadPoolExecutor(PARALLEL_REQUESTS) as pool:
+                copies = list(pool.map(lambda key: self._download(s3, key, paths[key]), partition_keys))
+            yield dict(zip(partition_keys, copies, strict=True))
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
