@@ -8,6 +8,7 @@ import pytest
 
 from dagster_and_etl.definitions import defs as load_defs
 from tests.browser import FAILED
+from tests.landing import bucket, landing, s3_server, s3_settings  # noqa: F401  (fixtures)
 from tests.support import (  # noqa: F401  (re-exported for test modules)
     REFERENCE_DATA,
     SensorTicks,
