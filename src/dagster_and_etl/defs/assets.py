@@ -145,11 +145,12 @@ def _describe_source_files(
         return dg.MaterializeResult(
             metadata={**_file_metadata(location, size, mtime_ns), "data_rows": data_rows}
         )
+    counted = [row[4] for row in described if isinstance(row[4], int)]
     return dg.MaterializeResult(
         metadata={
             "files": len(described),
             "size_bytes": sum(row[2] for row in described if isinstance(row[2], int)),
-            "data_rows": sum(row[4] for row in described if isinstance(row[4], int)),
+            **({"data_rows": sum(counted)} if counted else {}),
             "file_list": _files_table(described),
         }
     )
