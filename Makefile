@@ -7,7 +7,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install dev test lint format sample-data clean
+.PHONY: install dev dev-s3 test lint format sample-data clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,13 @@ $(VENV)/.installed: pyproject.toml uv.lock
 dev: install
 	mkdir -p "$(DAGSTER_HOME)"
 	$(BIN)/dagster dev -w workspace.yaml
+
+# The same with SOURCE_DIR=s3://landing/incoming/ on moto's S3 server, in memory, on 127.0.0.1:$(S3_PORT),
+# which starts holding the sample files and stops with dagster dev. Its tables go to data/staging/s3.duckdb
+# and its Dagster state to .dagster_home_s3/. See src/dagster_and_etl/local_s3.py.
+S3_PORT ?= 5055
+dev-s3: install
+	$(BIN)/python -m dagster_and_etl.local_s3 dev --port $(S3_PORT)
 
 # Two test processes, a module each at a time: the suite spends most of its time waiting on dagster dev,
 # DuckDB and subprocesses, so two workers on two cores halve it.
