@@ -4,6 +4,11 @@ Every test ticks `dynamic_sensor` through `SensorDaemon`: the partitions a tick 
 key already launched is never launched again, and every launched run is executed. What is asserted is
 what a user of `dagster dev` would see: which runs started, what each partition holds in DuckDB, what the
 load history says and which partitions Dagster shows materialized or failed.
+
+Each case that means the same for both sources runs twice, through the `landing` fixture: files in a
+local folder, and objects under an S3 bucket prefix. A few stay folder-only because they rely on what
+a bucket has no equivalent of: a file's mtime set by hand, a replacement told apart only by its inode,
+a file that changes while it is read, permissions that make one file unreadable.
 """
 
 import os
@@ -21,11 +26,14 @@ import pytest
 
 from dagster_and_etl.defs import assets
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
+from dagster_and_etl.defs.resources import SourceFolder
 from dagster_and_etl.ingest.source_file_scan import count_data_rows
-from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.sample_data import HEADER, sample_csv
 from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
+from tests.landing import BucketLanding, FolderLanding
 from tests.support import rows_per_partition, wait_until_settled, write_source_file
+
+Landing = FolderLanding | BucketLanding
 
 GOOD_ROW = '"2018/09/28","264.7700","33597290.0000","270.2600","278.0000","260.5550"'
 TABLE = dg.AssetKey("duckdb_dynamic_partition_table")
@@ -54,8 +62,9 @@ def loads_per_version(database: Path) -> dict[tuple[str, str], int]:
     return {(key, version): count for key, version, count in found}
 
 
-def current_versions(folder: Path) -> dict[str, str]:
-    return {f.partition_key: f.version for f in list_source_files(folder).files}
+def current_versions() -> dict[str, str]:
+    """The version of every file in SOURCE_DIR (a folder or a bucket prefix), as its source reports it."""
+    return {f.partition_key: f.version for f in SourceFolder().source.list().files}
 
 
 def status(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, str]:
@@ -84,23 +93,24 @@ def bad_file_text(bad_line: int, rows: int = 10) -> str:
 
 
 def test_runs_per_tick_limit_never_stalls_the_sensor(
-    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
+    landing: Landing, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_limits(monkeypatch, SMALL_LIMITS)
     keys = [f"k{index:02d}" for index in range(12)]
     for seed, key in enumerate(keys):
-        write_source_file(source_dir, f"{key}.csv", seed=seed)
-    wait_until_settled(source_dir)
+        landing.write(f"{key}.csv", seed=seed)
+    landing.wait_until_settled()
     daemon.run_until_idle()
     assert sorted(rows_per_partition(duckdb_path)) == keys
 
-    # Six files changed last key first, no two adjacent, and one new file.
+    # Six files changed last key first, no two adjacent, and one new file. (Objects in a bucket are
+    # stamped in whole seconds, so there the six may share one change time.)
     changed = ["k11", "k09", "k07", "k05", "k03", "k01"]
     for seed, key in enumerate(changed, start=100):
-        write_source_file(source_dir, f"{key}.csv", sample_csv(seed=seed, rows=3))
+        landing.write(f"{key}.csv", sample_csv(seed=seed, rows=3))
         time.sleep(0.01)  # each a little later than the one before
-    write_source_file(source_dir, "k12.csv", sample_csv(seed=200, rows=4))
-    wait_until_settled(source_dir)
+    landing.write("k12.csv", sample_csv(seed=200, rows=4))
+    landing.wait_until_settled()
 
     ticks = daemon.run_until_idle(max_ticks=10)
 
@@ -112,14 +122,14 @@ def test_runs_per_tick_limit_never_stalls_the_sensor(
     expected = {key: 10 for key in keys} | {key: 3 for key in changed} | {"k12": 4}
     assert rows_per_partition(duckdb_path) == expected
     assert set(loads_per_version(duckdb_path).values()) == {1}
-    assert all(
-        history(duckdb_path, key)[-1][1] == version for key, version in current_versions(source_dir).items()
-    )
+    versions = current_versions()
+    assert sorted(versions) == sorted([*keys, "k12"])
+    assert all(history(duckdb_path, key)[-1][1] == version for key, version in versions.items())
 
 
 @pytest.mark.parametrize("limits", [DEFAULT_LIMITS, SMALL_LIMITS], ids=["default_batching", "small_batches"])
 def test_a_bad_file_holds_back_only_itself_and_loads_once_fixed(
-    source_dir: Path,
+    landing: Landing,
     duckdb_path: Path,
     daemon: SensorDaemon,
     instance: dg.DagsterInstance,
@@ -128,10 +138,10 @@ def test_a_bad_file_holds_back_only_itself_and_loads_once_fixed(
 ) -> None:
     set_limits(monkeypatch, limits)
     keys = [f"file-{index:02d}" for index in range(20)]
-    for seed, key in enumerate(keys):
+    for seed, key in enumerate(keys):  # oldest first in key order: written one after another
         text = bad_file_text(bad_line=7) if key == "file-11" else sample_csv(seed=seed)
-        write_source_file(source_dir, f"{key}.csv", text, mtime=1_516_000_000 + seed)
-    wait_until_settled(source_dir)
+        landing.write(f"{key}.csv", text)
+    landing.wait_until_settled()
 
     ticks = daemon.run_until_idle()
 
@@ -142,12 +152,12 @@ def test_a_bad_file_holds_back_only_itself_and_loads_once_fixed(
     (failed_run,) = [run for tick in ticks for run in tick.runs if not run.success]
     (failure,) = failed_run.get_step_failure_events()
     description = failure.step_failure_data.user_failure_data.description
-    assert f"{source_dir / 'file-11.csv'} cannot be loaded" in description
+    assert f"{landing.location('file-11.csv')} cannot be loaded" in description
     assert "line 7, column date" in description
     assert [e for e in failed_run.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY] == []
 
-    write_source_file(source_dir, "file-11.csv", sample_csv(seed=99, rows=6))  # the file fixed
-    wait_until_settled(source_dir)
+    landing.write("file-11.csv", sample_csv(seed=99, rows=6))  # the file fixed
+    landing.wait_until_settled()
     fixed = daemon.run_until_idle()
 
     assert launched_partition_keys(fixed) == ["file-11"]
@@ -157,7 +167,7 @@ def test_a_bad_file_holds_back_only_itself_and_loads_once_fixed(
 
 
 def test_two_bad_files_and_a_batch_of_only_bad_files(
-    source_dir: Path,
+    landing: Landing,
     duckdb_path: Path,
     daemon: SensorDaemon,
     instance: dg.DagsterInstance,
@@ -166,10 +176,10 @@ def test_two_bad_files_and_a_batch_of_only_bad_files(
     monkeypatch.setenv("SENSOR_MAX_BATCH", "3")
     keys = [f"f{index}" for index in range(9)]
     bad = {"f1": 3, "f4": 2, "f6": 2, "f7": 5, "f8": 4}  # f6..f8: one whole batch of bad files
-    for seed, key in enumerate(keys):
+    for seed, key in enumerate(keys):  # oldest first in key order: written one after another
         text = bad_file_text(bad[key]) if key in bad else sample_csv(seed=seed)
-        write_source_file(source_dir, f"{key}.csv", text, mtime=1_516_000_000 + seed)
-    wait_until_settled(source_dir)
+        landing.write(f"{key}.csv", text)
+    landing.wait_until_settled()
 
     ticks = daemon.run_until_idle()
 
@@ -194,19 +204,24 @@ def test_two_bad_files_and_a_batch_of_only_bad_files(
 
 
 def test_a_file_name_with_glob_characters_loads_exactly_its_own_file(
-    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
+    landing: Landing,
+    duckdb_path: Path,
+    daemon: SensorDaemon,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.delenv("SENSOR_MAX_BATCH")
     names = {"report[1]": 2, "report1": 3, "a*b": 4, "ab": 5, "q?": 6, "qq": 7, "x{1,2}": 8}
     for key, rows in names.items():
-        write_source_file(source_dir, f"{key}.csv", sample_csv(seed=rows, rows=rows))
-    wait_until_settled(source_dir)
+        landing.write(f"{key}.csv", sample_csv(seed=rows, rows=rows))
+    landing.wait_until_settled()
 
     ticks = daemon.run_until_idle()
 
     assert all(run.success for tick in ticks for run in tick.runs)
     assert rows_per_partition(duckdb_path) == names
-    # The partition holds its own file's rows, not those of a file its name matches as a pattern.
+    # Each partition holds its own file's rows, not those of a file its name matches as a pattern: the
+    # prices DuckDB reads from a copy of the text written, under a plain name, are the prices loaded.
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
         prices = dict(
             conn.execute(
@@ -214,23 +229,28 @@ def test_a_file_name_with_glob_characters_loads_exactly_its_own_file(
                 " FROM raw_dynamic_partition_data GROUP BY 1"
             ).fetchall()
         )
-        expected = conn.execute(
-            "SELECT list(share_price ORDER BY date) FROM read_csv(?, header = true, dateformat = '%Y/%m/%d',"
-            " columns = {'date': 'DATE', 'share_price': 'DECIMAL(18, 4)', 'amount': 'VARCHAR',"
-            " 'spend': 'VARCHAR', 'shift': 'VARCHAR', 'spread': 'VARCHAR'})",
-            [str(source_dir / "report[[]1].csv")],
-        ).fetchone()[0]
-    assert prices["report[1]"] == expected
+        expected = {}
+        for index, (key, rows) in enumerate(names.items()):
+            written = tmp_path / f"written-{index}.csv"
+            written.write_text(sample_csv(seed=rows, rows=rows))
+            expected[key] = conn.execute(
+                "SELECT list(share_price ORDER BY date) FROM read_csv(?, header = true,"
+                " dateformat = '%Y/%m/%d', columns = {'date': 'DATE', 'share_price': 'DECIMAL(18, 4)',"
+                " 'amount': 'VARCHAR', 'spend': 'VARCHAR', 'shift': 'VARCHAR', 'spread': 'VARCHAR'})",
+                [str(written)],
+            ).fetchone()[0]
+    assert prices == expected
+    assert len({tuple(values) for values in expected.values()}) == len(names)  # no two files alike
 
 
 def test_a_reset_cursor_requests_nothing_already_loaded(
-    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
+    landing: Landing, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SENSOR_MAX_BATCH", "3")
     for wave in range(4):  # batches that grew over several ticks
         for index in range(2):
-            write_source_file(source_dir, f"w{wave}-{index}.csv", seed=wave * 10 + index)
-        wait_until_settled(source_dir)
+            landing.write(f"w{wave}-{index}.csv", seed=wave * 10 + index)
+        landing.wait_until_settled()
         assert len(daemon.tick().partition_keys) == 2
     loaded = loads_per_version(duckdb_path)
     assert len(loaded) == 8
@@ -240,8 +260,8 @@ def test_a_reset_cursor_requests_nothing_already_loaded(
 
     assert rebuilt.launched == [] and rebuilt.duplicates == []
     assert "No new or modified files" in rebuilt.skip_reason
-    write_source_file(source_dir, "w1-0.csv", sample_csv(seed=77, rows=2))  # one file changes after
-    wait_until_settled(source_dir)
+    landing.write("w1-0.csv", sample_csv(seed=77, rows=2))  # one file changes after
+    landing.wait_until_settled()
     assert daemon.tick().partition_keys == ["w1-0"]
     assert daemon.tick().launched == []
     assert sum(loads_per_version(duckdb_path).values()) == 9
@@ -256,12 +276,12 @@ sys.stdin.read()
 
 
 def test_a_reset_cursor_while_a_load_holds_the_database_waits_instead_of_guessing(
-    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
+    landing: Landing, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SENSOR_MAX_BATCH")
     for seed in range(3):
-        write_source_file(source_dir, f"f{seed}.csv", seed=seed)
-    wait_until_settled(source_dir)
+        landing.write(f"f{seed}.csv", seed=seed)
+    landing.wait_until_settled()
     daemon.run_until_idle()
     daemon.cursor = None
 
@@ -290,6 +310,7 @@ def test_a_reset_cursor_while_a_load_holds_the_database_waits_instead_of_guessin
 def test_a_replacement_with_the_same_size_and_mtime_is_loaded(
     source_dir: Path, duckdb_path: Path, daemon: SensorDaemon
 ) -> None:
+    """Folder only: a bucket has no mtime to set and no inode; there a replacement is a new ETag."""
     first = write_source_file(source_dir, "f.csv", HEADER + "\n" + GOOD_ROW, mtime=1_516_000_000)
     wait_until_settled(source_dir)
     (run_key,) = [request.run_key for request in daemon.tick().launched]
@@ -309,8 +330,53 @@ def test_a_replacement_with_the_same_size_and_mtime_is_loaded(
         ]
 
 
+def test_a_rewrite_is_loaded_once_per_version_and_the_same_bytes_again_only_in_a_folder(
+    landing: Landing, duckdb_path: Path, daemon: SensorDaemon
+) -> None:
+    landing.write("f.csv", HEADER + "\n" + GOOD_ROW)
+    landing.wait_until_settled()
+    (first,) = daemon.tick().launched
+    first_version = current_versions()["f"]
+
+    same_size = HEADER + "\n" + GOOD_ROW.replace("264.7700", "111.1100")
+    assert len(same_size) == len(HEADER + "\n" + GOOD_ROW)
+    landing.write("f.csv", same_size)  # other bytes, the same size
+    landing.wait_until_settled()
+    changed = daemon.tick()
+
+    assert changed.partition_keys == ["f"] and changed.launched[0].run_key != first.run_key
+    assert all(run.success for run in changed.runs)
+    second_version = current_versions()["f"]
+    assert second_version != first_version
+    assert [row[1] for row in history(duckdb_path, "f")] == [first_version, second_version]
+
+    # The same bytes written again: a new version of a file (its stat changed), but the same version
+    # of an object (its ETag is the digest of its bytes), which is not loaded twice.
+    landing.write("f.csv", same_size)
+    landing.wait_until_settled()
+    again = daemon.tick()
+
+    third_version = current_versions()["f"]
+    if landing.kind == "bucket":
+        assert third_version == second_version
+        assert again.launched == [] and again.duplicates == []
+        assert "No new or modified files" in again.skip_reason
+    else:
+        assert third_version != second_version
+        assert again.partition_keys == ["f"] and all(run.success for run in again.runs)
+    assert [row[1] for row in history(duckdb_path, "f")] == list(
+        dict.fromkeys([first_version, second_version, third_version])
+    )
+    assert set(loads_per_version(duckdb_path).values()) == {1}
+    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+        assert conn.execute("SELECT share_price::VARCHAR FROM raw_dynamic_partition_data").fetchall() == [
+            ("111.1100",)
+        ]
+    assert daemon.tick().launched == []
+
+
 def test_existing_files_are_registered_but_not_loaded_when_include_existing_is_false(
-    source_dir: Path,
+    landing: Landing,
     duckdb_path: Path,
     daemon: SensorDaemon,
     instance: dg.DagsterInstance,
@@ -318,35 +384,36 @@ def test_existing_files_are_registered_but_not_loaded_when_include_existing_is_f
 ) -> None:
     monkeypatch.setenv("SENSOR_INCLUDE_EXISTING_FILES", "false")
     for seed, key in enumerate(["old-a", "old-b", "old-c"]):
-        write_source_file(source_dir, f"{key}.csv", seed=seed)
-    wait_until_settled(source_dir)
+        landing.write(f"{key}.csv", seed=seed)
+    landing.wait_until_settled()
 
     first = daemon.tick()
 
     assert first.launched == []
     assert sorted(daemon.instance.get_dynamic_partitions("dynamic_partition")) == ["old-a", "old-b", "old-c"]
-    assert "registered the 3 file(s) already in" in first.skip_reason
+    assert f"registered the 3 file(s) already in {landing.uri} as partitions" in first.skip_reason
     assert not duckdb_path.exists()
 
-    write_source_file(source_dir, "new.csv", seed=9)
-    write_source_file(source_dir, "old-b.csv", sample_csv(seed=8, rows=4))  # an existing file changes
-    wait_until_settled(source_dir)
+    landing.write("new.csv", seed=9)
+    landing.write("old-b.csv", sample_csv(seed=8, rows=4))  # an existing file changes
+    landing.wait_until_settled()
     later = daemon.run_until_idle()
 
     assert sorted(launched_partition_keys(later)) == ["new", "old-b"]
     assert rows_per_partition(duckdb_path) == {"new": 10, "old-b": 4}
     assert status(instance, ["old-a", "old-c"]) == {"old-a": "MISSING", "old-c": "MISSING"}
+    assert daemon.tick().launched == []  # the untouched files stay unloaded, ready for a backfill
 
 
 def test_a_deleted_file_keeps_its_rows_and_fails_no_run(
-    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, defs: dg.Definitions, monkeypatch
+    landing: Landing, duckdb_path: Path, daemon: SensorDaemon, defs: dg.Definitions, monkeypatch
 ) -> None:
     monkeypatch.delenv("SENSOR_MAX_BATCH")
     for seed, key in enumerate(["a", "b", "c"]):
-        write_source_file(source_dir, f"{key}.csv", seed=seed)
-    wait_until_settled(source_dir)
+        landing.write(f"{key}.csv", seed=seed)
+    landing.wait_until_settled()
     (first,) = daemon.tick().launched
-    (source_dir / "b.csv").unlink()  # processed files archived elsewhere
+    landing.delete("b.csv")  # processed files archived elsewhere
 
     assert daemon.tick().launched == []
     # Running the whole range again, as a re-execution would, loads nothing and fails nothing.
@@ -364,16 +431,16 @@ def test_transient_failures_are_retried_by_the_dynamic_job_and_bad_files_never(d
 
 
 def test_a_bad_file_removed_lets_its_failed_run_be_re_executed(
-    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
+    landing: Landing, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SENSOR_MAX_BATCH")
-    for seed, key in enumerate(["a", "b", "c"]):
+    for seed, key in enumerate(["a", "b", "c"]):  # oldest first in key order: written one after another
         text = bad_file_text(bad_line=2) if key == "b" else sample_csv(seed=seed)
-        write_source_file(source_dir, f"{key}.csv", text, mtime=1_516_000_000 + seed)
-    wait_until_settled(source_dir)
+        landing.write(f"{key}.csv", text)
+    landing.wait_until_settled()
     (failed,) = daemon.tick().runs
     assert not failed.success
-    (source_dir / "b.csv").unlink()  # the bad file taken away instead of fixed
+    landing.delete("b.csv")  # the bad file taken away instead of fixed
 
     (request,) = daemon.ticks[-1].launched
     again = daemon.run(request, re_executing=failed.run_id)  # "Re-execute" on the failed run
@@ -385,12 +452,12 @@ def test_a_bad_file_removed_lets_its_failed_run_be_re_executed(
 
 
 def test_a_reset_retries_the_files_of_a_run_that_ended_without_loading_them(
-    source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, instance: dg.DagsterInstance, monkeypatch
+    landing: Landing, duckdb_path: Path, daemon: SensorDaemon, instance: dg.DagsterInstance, monkeypatch
 ) -> None:
     monkeypatch.delenv("SENSOR_MAX_BATCH")
-    write_source_file(source_dir, "a.csv", seed=1)
-    write_source_file(source_dir, "b.csv", seed=2)
-    wait_until_settled(source_dir)
+    landing.write("a.csv", seed=1)
+    landing.write("b.csv", seed=2)
+    landing.wait_until_settled()
     (request,) = daemon.tick(execute=False).launched
     # The daemon created the run, and it was cancelled before it started (or failed for good).
     job = daemon.defs.resolve_job_def("import_dynamic_partition_job")
@@ -414,6 +481,7 @@ def test_a_reset_retries_the_files_of_a_run_that_ended_without_loading_them(
 def test_a_file_whose_mtime_is_in_the_future_is_loaded(
     source_dir: Path, duckdb_path: Path, daemon: SensorDaemon, defs: dg.Definitions, instance
 ) -> None:
+    """Folder only: an object's LastModified is set by the storage, never by whoever uploads it."""
     tomorrow = time.time() + 86_400  # `cp -p` from a host whose clock is ahead, or `touch -d tomorrow`
     write_source_file(source_dir, "ahead.csv", seed=1, mtime=tomorrow)
     write_source_file(source_dir, "2018-01-22.csv", seed=2, mtime=tomorrow)
@@ -430,6 +498,7 @@ def test_a_file_whose_mtime_is_in_the_future_is_loaded(
 def test_a_file_that_changes_through_every_attempt_holds_back_only_itself(
     source_dir: Path, duckdb_path: Path, defs: dg.Definitions, instance: dg.DagsterInstance
 ) -> None:
+    """Folder only: a load reads one whole version of an object, fetched in one GET, never a changing one."""
     keys = ["a", "busy", "c"]
     instance.add_dynamic_partitions("dynamic_partition", keys)
     for seed, key in enumerate(keys):
@@ -498,6 +567,7 @@ print(sorted(report.loaded), {k: e.problem for k, e in report.failed.items()})
 
 
 def test_a_file_that_cannot_be_read_holds_back_only_itself() -> None:
+    """Folder only: file permissions, which the S3 server on loopback has no equivalent of."""
     folder = Path(tempfile.mkdtemp(prefix="unreadable-"))  # outside pytest's private temporary folder
     try:
         folder.chmod(0o777)

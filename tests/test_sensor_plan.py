@@ -4,7 +4,12 @@ import time
 from pathlib import Path
 
 from dagster_and_etl.ingest.partition_keys import key_for_file_name, key_problem
-from dagster_and_etl.ingest.sensor_plan import SensorCursor, plan_tick
+from dagster_and_etl.ingest.sensor_plan import MAX_REMEMBERED, SensorCursor, plan_tick, version_mark
+from dagster_and_etl.ingest.source import SourceListing
+from dagster_and_etl.ingest.source_bucket import REWRITE_LOOKBACK_NS
+from dagster_and_etl.ingest.source_bucket import TIMESTAMP_SLACK_NS as BUCKET_SLACK_NS
+from dagster_and_etl.ingest.source_bucket import _file_of as bucket_file_of
+from dagster_and_etl.ingest.source_bucket import version_token as bucket_version_token
 from dagster_and_etl.ingest.source_folder import TIMESTAMP_SLACK_NS, list_source_files
 from tests.support import write_source_file
 
@@ -150,3 +155,135 @@ def test_a_clock_set_back_makes_the_next_tick_rebuild_from_the_load_history(sour
 
     assert plan.rebuilt and keys(plan.to_request) == ["a"]
     assert plan.cursor.horizon_ns < fast.cursor.horizon_ns
+
+
+# An S3 prefix, by hand: entries as `BucketSource.list` makes them, stamped with LastModified.
+BUCKET_LOOKBACK = REWRITE_LOOKBACK_NS
+T0 = 1_700_000_000 * SECOND
+
+
+def bucket_listing(now_ns: int, *objects: tuple[str, int, str]) -> SourceListing:
+    """A listing of objects `(key, LastModified in ns, ETag)`, each of 100 bytes, taken at `now_ns`."""
+    entries = [(f"{key}.csv", key, 100, stamped, stamped, etag) for key, stamped, etag in objects]
+    return SourceListing(entries, now_ns, BUCKET_SLACK_NS, bucket_file_of)
+
+
+def bucket_tick(listing: SourceListing, registered, cursor: SensorCursor, lookback_ns: int = BUCKET_LOOKBACK):
+    return plan_tick(listing, registered, cursor, listing.now_ns, 0, lookback_ns=lookback_ns)
+
+
+def test_a_rewrite_stamped_behind_the_horizon_is_found_by_its_new_version_within_the_lookback() -> None:
+    first = bucket_tick(bucket_listing(T0 + 10 * SECOND, ("a", T0, "v1")), [], SensorCursor())
+    assert keys(first.to_request) == ["a"]
+    # A multipart upload of a new version begins at T0 + 20 s; ticks go on seeing the old version.
+    upload_started = T0 + 20 * SECOND
+    during = first
+    for now in range(60, 1200, 60):
+        during = bucket_tick(bucket_listing(T0 + now * SECOND, ("a", T0, "v1")), ["a"], during.cursor)
+        assert during.batches == []
+    # It completes 20 minutes later, stamped with its start: far behind the last tick's horizon.
+    rewritten = bucket_listing(T0 + 1210 * SECOND, ("a", upload_started, "v2"))
+    assert upload_started < during.cursor.horizon_ns - 1000 * SECOND
+
+    found = bucket_tick(rewritten, ["a"], during.cursor)
+
+    assert keys(found.to_request) == ["a"]
+    assert found.to_request[0].version == bucket_version_token("v2", 100)
+    assert found.new_partition_keys == []
+    # Requested once: the ticks after it, with the same version listed, request nothing.
+    later = found
+    for now in (1220, 1800, 3000, 3600):
+        later = bucket_tick(
+            bucket_listing(T0 + now * SECOND, ("a", upload_started, "v2")), ["a"], later.cursor
+        )
+        assert later.batches == [], now
+    # Without a lookback, as for a folder, the same rewrite is never found: the lookback is what finds it.
+    assert bucket_tick(rewritten, ["a"], during.cursor, lookback_ns=0).batches == []
+
+
+def test_a_rewrite_is_found_up_to_the_edge_of_the_lookback() -> None:
+    now = T0 + 2 * BUCKET_LOOKBACK
+    first = bucket_tick(bucket_listing(now, ("a", T0, "v1"), ("b", T0, "v1")), [], SensorCursor())
+    assert keys(first.to_request) == ["a", "b"]
+    edge = first.cursor.horizon_ns - BUCKET_LOOKBACK  # changes after it are compared by version
+    later = now + 10 * SECOND
+    # `a` stamped just inside the window, `b` just outside (the last tick's horizon less the lookback).
+    rewritten = bucket_listing(later, ("a", edge + 1, "v2"), ("b", edge, "v2"))
+
+    plan = bucket_tick(rewritten, ["a", "b"], first.cursor)
+
+    assert keys(plan.to_request) == ["a"]
+
+
+def test_the_same_content_put_again_behind_the_horizon_is_not_requested() -> None:
+    first = bucket_tick(bucket_listing(T0 + 10 * SECOND, ("a", T0, "v1")), [], SensorCursor())
+    # Put again with the same bytes (the same ETag), stamped behind the horizon and then ahead of it.
+    behind = bucket_tick(bucket_listing(T0 + 70 * SECOND, ("a", T0 + 5 * SECOND, "v1")), ["a"], first.cursor)
+    assert behind.batches == []
+    ahead = bucket_tick(bucket_listing(T0 + 90 * SECOND, ("a", T0 + 80 * SECOND, "v1")), ["a"], behind.cursor)
+    assert ahead.batches == [] and ahead.settling == []
+
+
+def test_unchanged_objects_in_the_lookback_are_not_requested_again_nor_the_keys_read() -> None:
+    objects = [("a", T0, "v1"), ("b", T0 + 5 * SECOND, "v1"), ("c", T0 + 9 * SECOND, "v1")]
+    reads: list[int] = []
+
+    def registered() -> list[str]:
+        reads.append(1)
+        return [] if len(reads) == 1 else ["a", "b", "c"]
+
+    plan = bucket_tick(bucket_listing(T0 + 10 * SECOND, *objects), registered, SensorCursor())
+    assert keys(plan.to_request) == ["a", "b", "c"] and len(reads) == 1
+
+    for now in range(20, 3 * 3600, 600):  # three hours of ticks: in the window, then out of it
+        plan = bucket_tick(bucket_listing(T0 + now * SECOND, *objects), registered, plan.cursor)
+        assert plan.batches == [] and plan.settling == [], now
+    assert len(reads) == 1  # the same names, nothing changed: the registered keys were never read again
+
+
+def test_the_cursor_remembers_only_the_objects_stamped_within_the_lookback() -> None:
+    # `old` is new to the sensor but was stamped two hours ago (copied in with its time kept, say).
+    objects = [("old", T0 - 7200 * SECOND, "v1"), ("a", T0, "v1"), ("b", T0 + 1800 * SECOND, "v1")]
+
+    first = bucket_tick(bucket_listing(T0 + 1810 * SECOND, *objects), [], SensorCursor())
+
+    assert sorted(keys(first.to_request)) == ["a", "b", "old"]
+    assert sorted(first.cursor.requested) == ["a", "b"]  # `old` is stamped before the window
+    registered = ["old", "a", "b"]
+
+    # An hour on, `a` has left the window; `b` is still in it.
+    hour_on = bucket_tick(bucket_listing(T0 + 3700 * SECOND, *objects), registered, first.cursor)
+    assert hour_on.batches == []
+    assert hour_on.cursor.requested == {"b": version_mark(bucket_version_token("v1", 100))}
+
+    # Once every object is older than the window, the cursor holds none of them.
+    empty = bucket_tick(bucket_listing(T0 + 5500 * SECOND, *objects), registered, hour_on.cursor)
+    assert empty.batches == [] and empty.cursor.requested == {}
+    assert len(empty.cursor.serialize()) < 200
+
+    # And a rewrite of `old`, stamped now, is found by its new version.
+    rewritten = [("old", T0 + 5505 * SECOND, "v2"), *objects[1:]]
+    again = bucket_tick(bucket_listing(T0 + 5510 * SECOND, *rewritten), registered, empty.cursor)
+    assert keys(again.to_request) == ["old"]
+    assert again.cursor.requested == {"old": version_mark(bucket_version_token("v2", 100))}
+
+
+def test_the_cursor_stays_small_however_many_objects_change_within_the_lookback() -> None:
+    # 5,000 objects landed over 50 minutes: more than the cursor keeps the versions of.
+    objects = [(f"k{i:05}", T0 + i * 600_000_000, "v1") for i in range(5000)]
+    keys_in_order = [key for key, _, _ in objects]
+    now = T0 + 3100 * SECOND
+    first = bucket_tick(bucket_listing(now, *objects), [], SensorCursor())
+    assert len(first.to_request) == 5000
+
+    assert len(first.cursor.requested) == MAX_REMEMBERED  # the newest ones
+    assert sorted(first.cursor.requested) == keys_in_order[-MAX_REMEMBERED:]
+    assert len(first.cursor.serialize()) < 35_000
+    # Nothing is requested again for the versions it no longer holds...
+    idle = bucket_tick(bucket_listing(now + 10 * SECOND, *objects), keys_in_order, first.cursor)
+    assert idle.batches == []
+    # ...and a late-stamped rewrite among the newest it remembers is still found.
+    late = objects[-10][1]
+    rewritten = [*objects[:-10], (objects[-10][0], late, "v2"), *objects[-9:]]
+    found = bucket_tick(bucket_listing(now + 20 * SECOND, *rewritten), keys_in_order, idle.cursor)
+    assert keys(found.to_request) == [objects[-10][0]]

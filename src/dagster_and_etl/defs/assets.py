@@ -74,28 +74,32 @@ def _file_infos(source: Source, partition_keys: list[str]) -> dict[str, FileInfo
         raise _source_unavailable(error) from None
 
 
-def _arrived_file(source: Source, settle_ns: int, partition_key: str) -> FileInfo:
-    """The daily file, failing retryably while it has not arrived or is still being written."""
-    location = source.location(partition_key)
-    found = _file_infos(source, [partition_key])[partition_key]
-    if found == "missing":
-        raise dg.Failure(
-            description=f"{file_name_for_key(partition_key)} has not arrived in {source}.",
-            metadata={"path": dg.MetadataValue.path(location)},
-        )
-    if isinstance(found, str):
-        raise dg.Failure(
-            description=f"{location} cannot be loaded: it is {found}.",
-            metadata={"path": dg.MetadataValue.path(location)},
-            allow_retries=False,
-        )
-    if settle_ns and found.changed_ns > settle_horizon(found.now_ns, settle_ns, source.slack_ns):
-        raise dg.Failure(
-            description=f"{location} is still being written: it changed less than"
-            f" {settle_ns / 1e9:g} s ago (SENSOR_SETTLE_SECONDS). It is loaded once it has settled.",
-            metadata={"path": dg.MetadataValue.path(location)},
-        )
-    return found
+def _arrived_files(source: Source, settle_ns: int, partition_keys: list[str]) -> dict[str, FileInfo]:
+    """The daily files, asked of the source at once, failing retryably while one has not arrived or is
+    still being written."""
+    found = _file_infos(source, partition_keys)
+    arrived = {}
+    for key in partition_keys:
+        location, info = source.location(key), found[key]
+        if info == "missing":
+            raise dg.Failure(
+                description=f"{file_name_for_key(key)} has not arrived in {source}.",
+                metadata={"path": dg.MetadataValue.path(location)},
+            )
+        if isinstance(info, str):
+            raise dg.Failure(
+                description=f"{location} cannot be loaded: it is {info}.",
+                metadata={"path": dg.MetadataValue.path(location)},
+                allow_retries=False,
+            )
+        if settle_ns and info.changed_ns > settle_horizon(info.now_ns, settle_ns, source.slack_ns):
+            raise dg.Failure(
+                description=f"{location} is still being written: it changed less than"
+                f" {settle_ns / 1e9:g} s ago (SENSOR_SETTLE_SECONDS). It is loaded once it has settled.",
+                metadata={"path": dg.MetadataValue.path(location)},
+            )
+        arrived[key] = info
+    return arrived
 
 
 def _data_rows(source: Source, partition_key: str) -> int | str:
@@ -124,12 +128,11 @@ def _describe_source_files(
     """
     source = source_folder.source
     keys = [source_folder.checked_key(key) for key in partition_keys]
-    if must_arrive:
-        found: dict[str, FileInfo | str] = {
-            key: _arrived_file(source, source_folder.settle_ns, key) for key in keys
-        }
-    else:
-        found = _file_infos(source, keys)
+    found: dict[str, FileInfo | str] = (
+        dict(_arrived_files(source, source_folder.settle_ns, keys))
+        if must_arrive
+        else _file_infos(source, keys)
+    )
     described: list[tuple[str, str, int | str, int | None, int | str]] = []
     for key in keys:
         info = found[key]
@@ -219,8 +222,7 @@ def _load_partitions(
     source = source_folder.source
     partition_keys = [source_folder.checked_key(key) for key in context.partition_keys]
     if table is RawTable.DAILY:
-        for key in partition_keys:
-            _arrived_file(source, source_folder.settle_ns, key)
+        _arrived_files(source, source_folder.settle_ns, partition_keys)
     try:
         # Fetched before the database is opened: other loads wait for it only while this one writes.
         with source.local_copies(partition_keys) as copies, duckdb.get_connection() as conn:

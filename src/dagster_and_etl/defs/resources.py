@@ -5,6 +5,8 @@ Each field may be set in the launchpad; left empty it falls back to its environm
 code change and no reload.
 """
 
+import functools
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -111,10 +113,30 @@ class SourceFolder(dg.ConfigurableResource):
         return self.path / file_name_for_key(self.checked_key(partition_key))
 
 
+# The settings a client is made from; a client is made again only when one of them changes.
+AWS_SETTINGS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+
+
 def s3_client() -> "Any":
     """A boto3 S3 client from dagster-aws's `S3Resource`, configured by the standard AWS settings.
 
-    dagster-aws is imported here, not at the top: a folder source never pays for loading it."""
+    Making one takes a few tenths of a second, so each process keeps the one it made while the settings
+    stay the same (boto3's clients are safe to share between threads)."""
+    return _s3_client_for(tuple(os.environ.get(name) for name in AWS_SETTINGS))
+
+
+@functools.lru_cache(maxsize=4)
+def _s3_client_for(settings: tuple[str | None, ...]) -> "Any":
+    # dagster-aws is imported here, not at the top: a folder source never pays for loading it.
     from dagster_aws.s3 import S3Resource
 
     return S3Resource().get_client()

@@ -30,6 +30,10 @@ from dataclasses import dataclass, field
 
 from dagster_and_etl.ingest.source import SourceFile, SourceListing, UnsafeName, settle_horizon
 
+# With a lookback, the most versions of files stamped at or before the horizon that the cursor keeps, so
+# that it stays small (about 30 KB at most) however many files change within the lookback window.
+MAX_REMEMBERED = 1000
+
 
 @dataclass(frozen=True)
 class SensorCursor:
@@ -38,13 +42,16 @@ class SensorCursor:
     # Which files were in the folder when every one of them had been registered: while the folder
     # holds the same names and nothing changed, a tick need not read the registered keys at all.
     names_digest: str | None = None
-    # Versions requested whose changes lie after the horizon less the source's lookback (during a
-    # rebuild: every version it requested), by partition key; with a lookback, also the versions known
-    # loaded or requested of every file stamped within it.
+    # Versions requested whose changes lie after the horizon (during a rebuild: every version it
+    # requested), by partition key, as short marks (`version_mark`); with a lookback, also the versions
+    # loaded or requested of the files stamped within it, at most `MAX_REMEMBERED` of them.
     requested: Mapping[str, str] = field(default_factory=dict)
     # The clock when the cursor was stored: a clock found earlier than this was set back, and the
     # changes made since may carry times behind the horizon, so the tick rebuilds.
     clock_ns: int = 0
+    # With a lookback: the stamp at or below which the files stamped within it were too many to remember
+    # (see `MAX_REMEMBERED`); 0 when all are remembered.
+    floor_ns: int = 0
 
     @property
     def is_fresh(self) -> bool:
@@ -56,6 +63,8 @@ class SensorCursor:
             stored["requested"] = dict(self.requested)
         if self.clock_ns:
             stored["clock_ns"] = self.clock_ns
+        if self.floor_ns:
+            stored["floor_ns"] = self.floor_ns
         return json.dumps(stored, separators=(",", ":"))
 
     @classmethod
@@ -65,18 +74,20 @@ class SensorCursor:
             stored = json.loads(text or "{}")
             horizon_ns, digest = stored.get("horizon_ns", 0), stored.get("names_digest")
             requested, clock_ns = stored.get("requested", {}), stored.get("clock_ns", 0)
+            floor_ns = stored.get("floor_ns", 0)
         except (ValueError, TypeError, AttributeError):
             return cls()
         if (
             not isinstance(horizon_ns, int)
             or not isinstance(clock_ns, int)
+            or not isinstance(floor_ns, int)
             or horizon_ns < 0
             or not isinstance(digest, str | None)
             or not isinstance(requested, dict)
             or not all(isinstance(v, str) for v in requested.values())
         ):
             return cls()
-        return cls(horizon_ns, digest, requested, clock_ns)
+        return cls(horizon_ns, digest, requested, clock_ns, floor_ns)
 
 
 @dataclass(frozen=True)
@@ -180,15 +191,25 @@ def plan_tick(
     settled_by_now = settle_horizon(now_ns, settle_ns, listing.slack_ns)
     horizon_ns = settled_by_now if rebuild else max(cursor.horizon_ns, settled_by_now)
     digest = listing.names_digest()
+    # A file stamped after this is due unless the cursor holds its version; before it, unless it is new.
+    known_after_ns = _known_after(cursor.horizon_ns, cursor.floor_ns, lookback_ns)
     if (
         not rebuild
         and digest == cursor.names_digest
         and listing.latest_change_ns() <= cursor.horizon_ns
-        and (not lookback_ns or _all_known(listing, cursor.horizon_ns - lookback_ns, cursor.requested))
+        and all(
+            cursor.requested.get(f.partition_key) == version_mark(f.version)
+            for f in listing.changed_after(known_after_ns)
+        )
     ):
-        known = _known(listing, horizon_ns - lookback_ns, cursor.requested) if lookback_ns else {}
+        remembered = listing.changed_after(_known_after(horizon_ns, cursor.floor_ns, lookback_ns))
         return TickPlan(
-            [], [], [], listing.unsafe_names, [], SensorCursor(horizon_ns, digest, known, clock_ns=now_ns)
+            [],
+            [],
+            [],
+            listing.unsafe_names,
+            [],
+            _next_cursor(horizon_ns, digest, remembered, now_ns, cursor.floor_ns, lookback_ns),
         )
     if callable(registered_keys):
         registered_keys = registered_keys()
@@ -201,18 +222,14 @@ def plan_tick(
     if cursor.horizon_ns == 0 and not include_existing and not registered_keys:
         # First enable on a fresh instance: what is already there is registered, ready for a backfill.
         existing = sorted(settled, key=lambda f: (f.mtime_ns, f.name))
+        remembered = [f for f in settled if f.changed_ns > horizon_ns - lookback_ns] if lookback_ns else []
         return TickPlan(
             [],
             [f.partition_key for f in existing],
             settling,
             listing.unsafe_names,
             [],
-            SensorCursor(
-                horizon_ns,
-                None if settling else digest,
-                _window(settled, horizon_ns - lookback_ns) if lookback_ns else {},
-                clock_ns=now_ns,
-            ),
+            _next_cursor(horizon_ns, None if settling else digest, remembered, now_ns, 0, lookback_ns),
             registered_only=len(existing),
         )
 
@@ -223,7 +240,7 @@ def plan_tick(
             f
             for f in settled
             if loaded_versions.get(f.partition_key) != f.version
-            and cursor.requested.get(f.partition_key) != f.version
+            and cursor.requested.get(f.partition_key) != version_mark(f.version)
         ]
     else:
         due = [
@@ -231,8 +248,8 @@ def plan_tick(
             for f in settled
             if f.partition_key not in position
             or (
-                f.changed_ns > cursor.horizon_ns - lookback_ns
-                and cursor.requested.get(f.partition_key) != f.version
+                f.changed_ns > known_after_ns
+                and cursor.requested.get(f.partition_key) != version_mark(f.version)
             )
         ]
     new = sorted((f for f in due if f.partition_key not in position), key=lambda f: (f.mtime_ns, f.name))
@@ -247,35 +264,37 @@ def plan_tick(
     if rebuild:
         # A rebuild that could not request everything goes on next tick, remembering what it requested.
         if waiting:
-            already = {**cursor.requested, **{f.partition_key: f.version for f in requested}}
+            already = {**cursor.requested, **{f.partition_key: version_mark(f.version) for f in requested}}
             next_cursor = SensorCursor(0, None, already, clock_ns=now_ns)
         else:
             # With a lookback, what every file stamped within it holds now is known: loaded, or requested.
-            known = _window(settled, horizon_ns - lookback_ns) if lookback_ns else {}
-            next_cursor = SensorCursor(horizon_ns, None if settling else digest, known, clock_ns=now_ns)
+            remembered = (
+                [f for f in settled if f.changed_ns > horizon_ns - lookback_ns] if lookback_ns else []
+            )
+            next_cursor = _next_cursor(
+                horizon_ns, None if settling else digest, remembered, now_ns, 0, lookback_ns
+            )
     else:
         # Changed files left waiting are found again only while the horizon stays below them; new
         # ones are found again by their key, which is registered only once it is requested.
         waiting_changed = [f.changed_ns for f in waiting if f.partition_key in position]
         if waiting_changed:
             horizon_ns = max(cursor.horizon_ns, min(horizon_ns, min(waiting_changed) - 1))
-        by_key = {f.partition_key: f for f in listing.files}
-        still_requested = {
-            key: version
-            for key, version in {
-                **cursor.requested,
-                **{f.partition_key: f.version for f in requested},
-            }.items()
-            if key in by_key
-            and by_key[key].version == version
-            and by_key[key].changed_ns > horizon_ns - lookback_ns
-        }
-        next_cursor = SensorCursor(
+        marks = {**cursor.requested, **{f.partition_key: version_mark(f.version) for f in requested}}
+        still_after_ns = _known_after(horizon_ns, cursor.floor_ns, lookback_ns)
+        remembered = [
+            f
+            for f in listing.files
+            if f.changed_ns > still_after_ns and marks.get(f.partition_key) == version_mark(f.version)
+        ]
+        next_cursor = _next_cursor(
             horizon_ns,
             # Files still settling or waiting make the next tick look at the registered keys again.
             None if waiting or settling else digest,
-            still_requested,
-            clock_ns=now_ns,
+            remembered,
+            now_ns,
+            cursor.floor_ns,
+            lookback_ns,
         )
     return TickPlan(
         batches=kept,
@@ -288,20 +307,30 @@ def plan_tick(
     )
 
 
-def _window(files: list[SourceFile], after_ns: int) -> dict[str, str]:
-    """The version of every file that changed after `after_ns`, by partition key."""
-    return {f.partition_key: f.version for f in files if f.changed_ns > after_ns}
+def version_mark(version: str) -> str:
+    """A short mark of a version, as the cursor keeps it: 12 hex digits of its BLAKE2b hash."""
+    return hashlib.blake2b(version.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
 
 
-def _all_known(listing: SourceListing, after_ns: int, requested: Mapping[str, str]) -> bool:
-    """Whether every file that changed after `after_ns` has its current version in `requested`."""
-    return all(requested.get(f.partition_key) == f.version for f in listing.changed_after(after_ns))
+def _known_after(horizon_ns: int, floor_ns: int, lookback_ns: int) -> int:
+    """The stamp after which the cursor holds the version of every file requested or loaded."""
+    return max(horizon_ns - lookback_ns, floor_ns) if lookback_ns else horizon_ns
 
 
-def _known(listing: SourceListing, after_ns: int, requested: Mapping[str, str]) -> dict[str, str]:
-    """Of the files that changed after `after_ns`, those whose current version `requested` holds."""
-    return {
-        f.partition_key: f.version
-        for f in listing.changed_after(after_ns)
-        if requested.get(f.partition_key) == f.version
-    }
+def _next_cursor(
+    horizon_ns: int,
+    digest: str | None,
+    remembered: list[SourceFile],
+    now_ns: int,
+    floor_ns: int,
+    lookback_ns: int,
+) -> SensorCursor:
+    """The cursor that remembers the versions of `remembered`, keeping at most `MAX_REMEMBERED` of
+    those stamped at or before the horizon (the newest): the floor is raised past the rest."""
+    behind = sorted((f.changed_ns for f in remembered if f.changed_ns <= horizon_ns), reverse=True)
+    if len(behind) > MAX_REMEMBERED:
+        floor_ns = max(floor_ns, behind[MAX_REMEMBERED])
+    if floor_ns <= horizon_ns - lookback_ns:  # the window has moved past it
+        floor_ns = 0
+    marks = {f.partition_key: version_mark(f.version) for f in remembered if f.changed_ns > floor_ns}
+    return SensorCursor(horizon_ns, digest, marks, clock_ns=now_ns, floor_ns=floor_ns)

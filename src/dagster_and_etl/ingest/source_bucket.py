@@ -37,6 +37,8 @@ TIMESTAMP_SLACK_NS = 1_000_000_000
 # to an hour to upload are found.
 REWRITE_LOOKBACK_NS = 3600 * 1_000_000_000
 # Objects described or fetched at once: S3 answers many requests in parallel far faster than in turn.
+# No more than the client keeps connections for (botocore's `max_pool_connections`, 10 by default):
+# beyond that, each extra request opens a connection of its own and throws it away after.
 PARALLEL_REQUESTS = 16
 CHUNK_BYTES = 1 << 20
 
@@ -85,7 +87,8 @@ def _cause(error: Exception) -> str:
     code = _error_code(error)
     if code in ("NoSuchBucket",):
         return "the bucket does not exist (NoSuchBucket)"
-    if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+    # A HEAD's answer has no body, so a refusal there is the bare status "403".
+    if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "403"):
         return f"access was refused; check the credentials and their permissions ({code})"
     if isinstance(error, NoCredentialsError):
         return "no AWS credentials were found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile)"
@@ -93,6 +96,12 @@ def _cause(error: Exception) -> str:
         message = error.response.get("Error", {}).get("Message", "")
         return f"the storage answered {code}: {message}".rstrip(": ")
     return f"the storage cannot be reached: {error}"
+
+
+def _parallel_requests(s3: Any) -> int:
+    """How many requests to make at once through the client `s3`: as many as its pool keeps connections."""
+    pool = getattr(getattr(getattr(s3, "meta", None), "config", None), "max_pool_connections", None)
+    return max(1, min(PARALLEL_REQUESTS, pool or PARALLEL_REQUESTS))
 
 
 def _is_storage_error(error: Exception) -> bool:
@@ -187,11 +196,34 @@ class BucketSource:
             _storage_now_ns(found),
         )
 
+    def _check_bucket(self, s3: Any) -> None:
+        """`SourceUnavailable` if the bucket does not exist.
+
+        A HEAD has no body to carry an error code, so an object missing from a bucket and an object of a
+        bucket that does not exist both answer a bare 404: only the bucket itself tells them apart."""
+        try:
+            s3.head_bucket(Bucket=self.bucket)
+        except Exception as error:
+            if not _is_storage_error(error):
+                raise
+            code = _error_code(error)
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise SourceUnavailable(
+                    f"Cannot read {self}: the bucket does not exist (NoSuchBucket)."
+                ) from error
+            if code is None:  # the storage was not reached at all
+                raise self._unavailable("read", error) from error
+            # Any other answer comes from a bucket that exists (one refusing to be described, say).
+
     def info(self, partition_keys: list[str]) -> dict[str, FileInfo | str]:
         s3 = self.client()
-        with ThreadPoolExecutor(PARALLEL_REQUESTS) as pool:
-            found = pool.map(lambda key: self._head(s3, key), partition_keys)
-            return dict(zip(partition_keys, found, strict=True))
+        with ThreadPoolExecutor(_parallel_requests(s3)) as pool:
+            found = dict(
+                zip(partition_keys, pool.map(lambda key: self._head(s3, key), partition_keys), strict=True)
+            )
+        if "missing" in found.values():
+            self._check_bucket(s3)
+        return found
 
     def _download(self, s3: Any, partition_key: str, path: Path) -> LocalCopy:
         """One GET: exactly one complete version of the object, whatever is written to it meanwhile."""
@@ -227,7 +259,7 @@ class BucketSource:
         spool = Path(tempfile.mkdtemp(prefix="dagster_and_etl-spool-"))
         try:
             paths = {key: spool / f"{index}.csv" for index, key in enumerate(partition_keys)}
-            with ThreadPoolExecutor(PARALLEL_REQUESTS) as pool:
+            with ThreadPoolExecutor(_parallel_requests(s3)) as pool:
                 copies = list(pool.map(lambda key: self._download(s3, key, paths[key]), partition_keys))
             yield dict(zip(partition_keys, copies, strict=True))
         finally:
