@@ -82,7 +82,9 @@ def test_file_that_never_arrives_fails_for_good_after_the_retries(defs, instance
 def test_daily_file_still_being_written_is_never_loaded_in_part(
     defs, instance, source_dir: Path, duckdb_path: Path, monkeypatch
 ) -> None:
-    monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "1")
+    # A settle window far longer than any run takes: however slow the machine, the part-written file
+    # is still within it when the run looks.
+    monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "3600")
     job = job_with_retries(defs, dg.RetryPolicy(max_retries=1, delay=0))
     lines = sample_csv(seed=3).split("\n")
     path = source_dir / f"{DAY}.csv"
@@ -99,6 +101,7 @@ def test_daily_file_still_being_written_is_never_loaded_in_part(
     assert not duckdb_path.exists()
 
     path.write_text("\n".join(lines))  # the transfer completes
+    monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "1")
     wait_until_settled(source_dir, settle_ns=1_000_000_000)
     done = job.execute_in_process(partition_key=DAY, instance=instance, raise_on_error=False)
 

@@ -127,9 +127,9 @@ def test_new_file_with_an_mtime_equal_to_the_newest_seen_is_requested(
 def test_file_still_being_written_waits_for_a_later_tick(
     landing: Landing, sensor: SensorTicks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Two seconds: a tick made at once after a write finds it settling even where timestamps are whole
-    # seconds (a bucket's) and the tick itself is slow to list.
-    monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "2")
+    # A window far longer than a tick takes: however slow the machine, the file is still settling when
+    # the next tick looks.
+    monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "3600")
     landing.write("2018-01-22.csv", '"date","share_price"')  # half written (or a first upload)
 
     waiting = sensor.tick()
@@ -140,6 +140,7 @@ def test_file_still_being_written_waits_for_a_later_tick(
 
     landing.write("2018-01-22.csv")  # the writer finishes
     assert requested_keys(sensor.tick()) == []
+    monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "2")
     landing.wait_until_settled(settle_ns=2_000_000_000)
     assert requested_keys(sensor.tick()) == ["2018-01-22"]
     assert requested_keys(sensor.tick()) == []
