@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import Field
 
-from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_problem
+from dagster_and_etl.ingest.partition_keys import key_problem
 from dagster_and_etl.settings import (
     is_s3_uri,
     read_count_setting,
@@ -76,11 +76,6 @@ class SourceFolder(dg.ConfigurableResource):
         return FolderSource(read_path_setting("SOURCE_DIR", self.source_dir))
 
     @property
-    def path(self) -> Path:
-        """The local folder; for a source in S3, use `source`."""
-        return read_path_setting("SOURCE_DIR", self.source_dir)
-
-    @property
     def batch_size(self) -> int:
         return read_count_setting("SENSOR_MAX_BATCH", self.max_batch)
 
@@ -107,10 +102,6 @@ class SourceFolder(dg.ConfigurableResource):
                 allow_retries=False,
             )
         return partition_key
-
-    def file_for(self, partition_key: str) -> Path:
-        """The local source file of a partition (see `checked_key`)."""
-        return self.path / file_name_for_key(self.checked_key(partition_key))
 
 
 # The settings a client is made from; a client is made again only when one of them changes.

@@ -19,7 +19,7 @@ from dagster_and_etl.ingest.source import (
     SourceUnavailable,
     UnsafeName,
 )
-from dagster_and_etl.ingest.source_file_scan import version_token
+from dagster_and_etl.ingest.source_file_scan import FileVersion, version_token
 
 # File timestamps come from a coarse kernel clock and some filesystems keep whole seconds only, so a
 # change can carry a time up to a second older than the moment it happened.
@@ -123,9 +123,7 @@ class FolderSource:
                 file_stat.st_size,
                 file_stat.st_mtime_ns,
                 changed_ns(file_stat),
-                version_token(
-                    file_stat.st_size, file_stat.st_mtime_ns, file_stat.st_ctime_ns, file_stat.st_ino
-                ),
+                FileVersion.from_stat(file_stat).token,
                 now_ns,
             )
         return found
