@@ -1,7 +1,6 @@
 """Many partitions per run: the sensor turns a backlog into few runs, and one run loads many partitions."""
 
 import os
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +10,7 @@ from dagster_and_etl.defs import assets
 from dagster_and_etl.ingest.sensor_plan import SensorCursor, plan_tick
 from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.sample_data import HEADER, sample_csv
-from tests.support import SensorTicks, rows_per_partition, write_source_file
+from tests.support import SensorTicks, rows_per_partition, wait_until_settled, write_source_file
 
 SECOND = 1_000_000_000
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -53,7 +52,7 @@ def test_runs_per_tick_limit_leaves_the_rest_for_the_next_tick(
     monkeypatch.setenv("SENSOR_MAX_BATCH", "100")
     monkeypatch.setenv("SENSOR_MAX_RUNS_PER_TICK", "3")
     keys = write_backlog(source_dir, 450)
-    time.sleep(1.2)
+    wait_until_settled(source_dir)
 
     seen: list[str] = []
     runs = []
@@ -71,7 +70,7 @@ def test_batch_run_keys_are_stable_for_the_same_file_versions(
 ) -> None:
     monkeypatch.setenv("SENSOR_MAX_BATCH", "100")
     write_backlog(source_dir, 250)
-    time.sleep(1.2)
+    wait_until_settled(source_dir)
     first = [request.run_key for request in sensor.tick().run_requests]
     assert len(first) == len(set(first)) == 3
 

@@ -13,7 +13,7 @@ from dagster_and_etl.defs.resources import StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import RawTable, replace_partition
 from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.sample_data import sample_csv, write_large_sample_file
-from tests.support import SensorTicks
+from tests.support import SensorTicks, wait_until_settled
 
 
 def churn(folder: Path, stop: threading.Event) -> int:
@@ -57,13 +57,17 @@ def test_files_deleted_or_replaced_during_ticks_never_crash_the_sensor(
         worker.join()
     assert ticks >= 3 and counted[0] > 200
 
-    # Once the folder is still, every file there is requested and registered.
-    time.sleep(1.2)
-    sensor.tick()
-    on_disk = sorted(path.stem for path in source_dir.glob("churn-*.csv"))
-    assert set(on_disk) <= set(sensor.registered_keys)
+    # Once the folder is still and settled, ticks request every file there (at most 20 runs a tick, so
+    # it may take several) and then fall idle.
+    wait_until_settled(source_dir)
+    on_disk = {path.stem for path in source_dir.glob("churn-*.csv")}
+    for _ in range(len(on_disk)):
+        if not sensor.tick().run_requests:
+            break
+    assert not sensor.tick().run_requests
+    assert on_disk <= set(sensor.registered_keys)
     everything_requested = {key for result in sensor.results for key in sensor.keys_of(result)}
-    assert set(on_disk) <= everything_requested
+    assert on_disk <= everything_requested
 
 
 @pytest.fixture
