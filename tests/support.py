@@ -27,6 +27,15 @@ def write_source_file(
     return path
 
 
+def with_bad_value(seed: int, line: int, column: int, value: str) -> str:
+    """Sample rows with the value in `column` (0 = date) of `line` (1 = the header) replaced."""
+    lines = sample_csv(seed=seed).split("\n")
+    cells = lines[line - 1].split(",")
+    cells[column] = f'"{value}"'
+    lines[line - 1] = ",".join(cells)
+    return "\n".join(lines)
+
+
 def wait_until_settled(folder: Path, settle_ns: int = 0) -> None:
     """Waits until every file in `folder` has aged past the settle window and the timestamp slack."""
     latest = max((f.changed_ns for f in list_source_files(folder).files), default=0)

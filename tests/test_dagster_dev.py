@@ -8,14 +8,13 @@ import pytest
 from dagster._core.scheduler.instigation import InstigatorTick, InstigatorType, TickStatus
 
 from dagster_and_etl.defs import assets
-from dagster_and_etl.sample_data import sample_csv
 from tests.dagster_dev_process import (
     dagster_cli,
     dagster_dev_fixture,  # noqa: F401  (the fixture `dagster_dev`)
     dagster_home_fixture,  # noqa: F401  (the fixture `dagster_home`)
     wait_for,
 )
-from tests.support import rows_per_partition, write_source_file
+from tests.support import rows_per_partition, with_bad_value, write_source_file
 
 pytestmark = pytest.mark.slow
 
@@ -112,15 +111,6 @@ def test_sensor_under_dagster_dev_runs_each_file_version_once_across_restarts(
         "2018-01-24": 10,
         "vendor-a": 10,
     }
-
-
-def with_bad_value(seed: int, line: int, column: int, value: str) -> str:
-    """Sample rows with the value in `column` (0 = date) of `line` (1 = the header) replaced."""
-    lines = sample_csv(seed=seed).split("\n")
-    cells = lines[line - 1].split(",")
-    cells[column] = f'"{value}"'
-    lines[line - 1] = ",".join(cells)
-    return "\n".join(lines)
 
 
 def partition_status(dagster_home: Path, keys: list[str]) -> dict[str, str | None]:

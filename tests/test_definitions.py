@@ -45,13 +45,32 @@ def test_definitions_hold_exactly_the_two_jobs_each_selecting_its_pipeline(defs)
     assert names(jobs["import_dynamic_partition_job"].asset_layer.selected_asset_keys) == DYNAMIC_ASSETS
 
 
-def test_definitions_hold_the_schedule_the_sensor_and_the_two_resources(defs):
+def test_each_job_runs_its_tables_load_checks_and_no_freshness_check(defs):
+    def checks_of(job_name: str) -> set[str]:
+        keys = defs.resolve_job_def(job_name).asset_layer.asset_graph.asset_check_keys
+        return {f"{key.asset_key.to_user_string()}:{key.name}" for key in keys}
+
+    loads = {"share_price_is_positive", "row_count_matches_file"}
+    # The freshness checks are evaluated by sensors: freshness_checks_sensor and alert_sensor.
+    assert checks_of("import_partition_job") == {f"duckdb_partition_table:{name}" for name in loads}
+    assert checks_of("import_dynamic_partition_job") == {
+        f"duckdb_dynamic_partition_table:{name}" for name in loads
+    }
+
+
+def test_definitions_hold_the_schedule_the_sensors_and_the_resources(defs):
     repository = defs.get_repository_def()
 
     assert [schedule.name for schedule in repository.schedule_defs] == ["asset_partitioned_schedule"]
-    assert [sensor.name for sensor in repository.sensor_defs] == ["dynamic_sensor"]
+    assert sorted(sensor.name for sensor in repository.sensor_defs) == [
+        "alert_sensor",
+        "dynamic_sensor",
+        "freshness_checks_sensor",
+    ]
     assert defs.resolve_sensor_def("dynamic_sensor").job_name == "import_dynamic_partition_job"
-    assert set(defs.resources) == {"source_folder", "duckdb"}
+    for sensor in repository.sensor_defs:  # quiet until someone turns it on
+        assert sensor.default_status == dg.DefaultSensorStatus.STOPPED, sensor.name
+    assert set(defs.resources) == {"source_folder", "duckdb", "alerts"}
 
 
 def test_dynamic_assets_use_the_dynamic_partitions_definition_named_dynamic_partition(defs):

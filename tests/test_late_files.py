@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from dagster_and_etl.defs import assets
+from dagster_and_etl.defs import jobs
 from dagster_and_etl.defs.jobs import LATE_FILE_RETRY_POLICY
 from dagster_and_etl.sample_data import sample_csv
 from tests.support import wait_until_settled, write_source_file
@@ -17,15 +17,9 @@ DAY = "2018-01-22"
 def job_with_retries(defs: dg.Definitions, policy: dg.RetryPolicy) -> dg.JobDefinition:
     """The daily pipeline with a quicker retry policy, so a test does not wait hours."""
     job = dg.define_asset_job(
-        "late_file_test_job",
-        selection=[assets.import_partition_file, assets.duckdb_partition_table],
-        op_retry_policy=policy,
+        "late_file_test_job", selection=jobs.import_partition_job.selection, op_retry_policy=policy
     )
-    return dg.Definitions(
-        assets=[assets.import_partition_file, assets.duckdb_partition_table],
-        jobs=[job],
-        resources=defs.resources,
-    ).resolve_job_def(job.name)
+    return dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
 
 
 def retry_events(result: dg.ExecuteInProcessResult) -> list[dg.DagsterEvent]:

@@ -2,8 +2,8 @@
 
 `dg.build_sensor_context` evaluates one tick and nothing more. The daemon does three things after each
 tick, and a test of several ticks needs them too, or its second tick does not behave like production:
-it adds the partitions the tick asked for, it never launches a run key twice, and it runs what was
-launched. `SensorDaemon` does all three, in process:
+it adds the partitions the tick asked for (and records the asset events it reported), it never launches
+a run key twice, and it runs what was launched. `SensorDaemon` does all three, in process:
 
     with dg.instance_for_test() as instance:
         daemon = SensorDaemon(instance)
@@ -83,6 +83,8 @@ class SensorDaemon:
         """Evaluates the sensor, applies its partition requests and cursor, launches the requests whose run
         key is new and, unless `execute` is false, runs them in process, one after another."""
         result = self.evaluate()
+        for event in result.asset_events:  # a check result or materialization reported without a run
+            self.instance.report_runless_asset_event(event)
         for request in result.dynamic_partitions_requests or []:
             if isinstance(request, dg.AddDynamicPartitionsRequest):
                 self.instance.add_dynamic_partitions(

@@ -198,12 +198,19 @@ def _bad_files_failure(report: LoadReport, partitions: int) -> dg.Failure:
             "path": dg.MetadataValue.path(str(first.path)),
             "problem": first.problem,
             "bad_lines": dg.MetadataValue.json(first.errors[:20]),
+            # What alerts say: each file and what is wrong with it, without quoting the file.
             "failed_partitions": dg.MetadataValue.json(
                 [
-                    {"partition": key, "path": str(error.path), "problem": error.problem}
+                    {
+                        "partition": key,
+                        "path": str(error.path),
+                        "problem": error.problem,
+                        "summary": error.summary,
+                    }
                     for key, error in errors[:50]
                 ]
             ),
+            "failed_partition_count": len(errors),
         },
         allow_retries=False,
     )

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from dagster_and_etl.defs import assets
+from dagster_and_etl.defs import assets, checks
 
 # A day's file is due at 05:00 and the scheduled run starts at 05:15. If the file has not arrived, the
 # run tries again 1, 4, 11, 26, 57 and 120 minutes later: a file up to two hours late is still loaded
@@ -9,7 +9,9 @@ LATE_FILE_RETRY_POLICY = dg.RetryPolicy(max_retries=6, delay=60, backoff=dg.Back
 
 import_partition_job = dg.define_asset_job(
     name="import_partition_job",
-    selection=[assets.import_partition_file, assets.duckdb_partition_table],
+    # The table's load checks run with its loads; its freshness check is run by freshness_checks_sensor.
+    selection=dg.AssetSelection.assets(assets.import_partition_file, assets.duckdb_partition_table)
+    - dg.AssetSelection.checks(*checks.daily_freshness_checks),
     description="Loads one day's source file into raw_partition_data once it has arrived and settled.",
     op_retry_policy=LATE_FILE_RETRY_POLICY,
 )
@@ -21,7 +23,11 @@ TRANSIENT_FAILURE_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff
 
 import_dynamic_partition_job = dg.define_asset_job(
     name="import_dynamic_partition_job",
-    selection=[assets.import_dynamic_partition_file, assets.duckdb_dynamic_partition_table],
+    # The table's load checks run with its loads; the waiting-files check is the alert sensor's.
+    selection=dg.AssetSelection.assets(
+        assets.import_dynamic_partition_file, assets.duckdb_dynamic_partition_table
+    )
+    - dg.AssetSelection.checks(checks.files_loaded_in_time),
     description="Loads landed source files into raw_dynamic_partition_data, each version once.",
     op_retry_policy=TRANSIENT_FAILURE_RETRY_POLICY,
 )

@@ -29,6 +29,7 @@ from dagster_and_etl.settings import (
 if TYPE_CHECKING:
     import duckdb
 
+    from dagster_and_etl.ingest.duckdb_load import RawTable
     from dagster_and_etl.ingest.source import Source
 
 
@@ -53,6 +54,11 @@ class SourceFolder(dg.ConfigurableResource):
     max_runs_per_tick: int | None = Field(
         default=None,
         description="The most runs one sensor tick requests. Empty: $SENSOR_MAX_RUNS_PER_TICK, else 20.",
+    )
+    overdue_minutes: int | None = Field(
+        default=None,
+        description="How long a file may wait in the source without being loaded before the"
+        " event-driven table is overdue. Empty: $FILE_OVERDUE_MINUTES, else 60.",
     )
     include_existing_files: bool | None = Field(
         default=None,
@@ -86,6 +92,10 @@ class SourceFolder(dg.ConfigurableResource):
     @property
     def include_existing(self) -> bool:
         return read_flag_setting("SENSOR_INCLUDE_EXISTING_FILES", self.include_existing_files)
+
+    @property
+    def overdue_after_minutes(self) -> int:
+        return read_count_setting("FILE_OVERDUE_MINUTES", self.overdue_minutes)
 
     @property
     def settle_ns(self) -> int:
@@ -208,7 +218,47 @@ class StagingDatabase(dg.ConfigurableResource):
         finally:
             conn.close()
 
+    def loaded_versions(self, table: "RawTable") -> dict[str, str]:
+        """The file version each partition of `table` holds, from the load history, read at once:
+        `DatabaseBusy` while a load writes."""
+        from dagster_and_etl.ingest.duckdb_load import loaded_versions
+
+        with self.read_now() as conn:
+            if conn is None:
+                return {}
+            return {key: version for key, (version, _) in loaded_versions(conn, table).items()}
+
+
+class AlertWebhook(dg.ConfigurableResource):
+    """Where alerts are posted: the incoming webhook in $ALERT_WEBHOOK_URL (Slack, Mattermost,
+    Rocket.Chat). The URL is a secret, so it is read from the environment only, never from
+    configuration the UI shows; unset, no alert is sent."""
+
+    ui_url: str = Field(
+        default="",
+        description="The Dagster UI that alerts link to. Empty: $DAGSTER_UI_URL, else http://127.0.0.1:3000.",
+    )
+    timeout_seconds: float | None = Field(
+        default=None,
+        description="How long to wait for the webhook to answer. Empty: $ALERT_WEBHOOK_TIMEOUT_SECONDS,"
+        " else 5.",
+    )
+
+    @property
+    def webhook_url(self) -> str | None:
+        return read_optional_setting("ALERT_WEBHOOK_URL")
+
+    @property
+    def dagster_ui_url(self) -> str:
+        return read_setting("DAGSTER_UI_URL", self.ui_url)
+
+    @property
+    def timeout(self) -> float:
+        return read_seconds_setting("ALERT_WEBHOOK_TIMEOUT_SECONDS", self.timeout_seconds) or 0.1
+
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"source_folder": SourceFolder(), "duckdb": StagingDatabase()})
+    return dg.Definitions(
+        resources={"source_folder": SourceFolder(), "duckdb": StagingDatabase(), "alerts": AlertWebhook()}
+    )

@@ -1,9 +1,15 @@
+import warnings
+
 import dagster as dg
 
-from dagster_and_etl.defs import jobs
-from dagster_and_etl.defs.partitions import dynamic_partitions_def
-from dagster_and_etl.defs.resources import DatabaseBusy, SourceFolder, StagingDatabase
-from dagster_and_etl.ingest.duckdb_load import RawTable, loaded_versions
+from dagster_and_etl.alerting.events import latest_run_failure_id, overdue_partition, run_failures_after
+from dagster_and_etl.alerting.messages import overdue_partition_alert, run_failure_alert, waiting_files_alert
+from dagster_and_etl.alerting.outbox import MAX_PENDING, MAX_WAITING_MARKS, Alert, AlertCursor, deliver
+from dagster_and_etl.alerting.webhook import post_alert, webhook_name, webhook_problem
+from dagster_and_etl.defs import checks, jobs
+from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
+from dagster_and_etl.defs.resources import AlertWebhook, DatabaseBusy, SourceFolder, StagingDatabase
+from dagster_and_etl.ingest.duckdb_load import RawTable
 from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
 from dagster_and_etl.ingest.source import SourceUnavailable
 
@@ -38,15 +44,6 @@ def _run_key_to_retry(instance: dg.DagsterInstance, sensor_name: str, run_key: s
         candidate = f"{run_key}~{attempt}"
 
 
-def _loaded_versions(duckdb: StagingDatabase) -> dict[str, str]:
-    """The file version each dynamic partition holds, from the load history; `DatabaseBusy` if a load
-    holds the database."""
-    with duckdb.read_now() as conn:
-        if conn is None:
-            return {}
-        return {key: version for key, (version, _) in loaded_versions(conn, RawTable.DYNAMIC).items()}
-
-
 @dg.sensor(
     target=jobs.import_dynamic_partition_job,
     minimum_interval_seconds=10,
@@ -75,7 +72,7 @@ def dynamic_sensor(
             settle_ns=source_folder.settle_ns,
             max_batch=source_folder.batch_size,
             max_runs=source_folder.runs_per_tick,
-            loaded_versions=lambda: _loaded_versions(duckdb),
+            loaded_versions=lambda: duckdb.loaded_versions(RawTable.DYNAMIC),
             include_existing=source_folder.include_existing,
             lookback_ns=source.lookback_ns,
         )
@@ -108,4 +105,123 @@ def dynamic_sensor(
         run_requests=[_run_request(batch, key) for batch, key in zip(plan.batches, run_keys, strict=True)],
         dynamic_partitions_requests=registrations,
         cursor=plan.cursor.serialize(),
+    )
+
+
+# Runs the daily table's freshness check at each deadline (07:30 UTC), and not again while it fails:
+# the run that loads the late partition runs it too.
+with warnings.catch_warnings():  # superseded, as the checks it runs are (see checks.py)
+    warnings.simplefilter("ignore", dg.SupersessionWarning)
+    freshness_checks_sensor = dg.build_sensor_for_freshness_checks(
+        freshness_checks=checks.daily_freshness_checks,
+        name="freshness_checks_sensor",
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+
+DAILY_FRESHNESS_CHECKS = [spec.key for spec in checks.daily_freshness_checks[0].check_specs]
+
+
+def _waiting_files_alerts(
+    context: dg.SensorEvaluationContext,
+    cursor: AlertCursor,
+    source_folder: SourceFolder,
+    duckdb: StagingDatabase,
+    ui_url: str,
+) -> tuple[list[Alert], list[dg.AssetCheckEvaluation], str]:
+    """Evaluates the event-driven table's freshness: the result to report when it changed, and an alert
+    for the file versions newly found waiting too long."""
+    try:
+        waiting = checks.find_waiting_files(source_folder, duckdb)
+    except (SourceUnavailable, DatabaseBusy) as error:
+        return [], [], f"Waiting files not checked this tick: {error}"
+    reports = []
+    if waiting.signature != cursor.waiting_reported:
+        reports.append(waiting.evaluation())
+        cursor.waiting_reported = waiting.signature
+    announced = set(cursor.waiting_marks)
+    new = [file for file in waiting.files if file.mark not in announced]
+    cursor.waiting_marks = [file.mark for file in waiting.files][:MAX_WAITING_MARKS]
+    table = checks.assets.duckdb_dynamic_partition_table.key.to_user_string()
+    alerts = [waiting_files_alert(table, new, waiting.limit_minutes, ui_url)] if new else []
+    return alerts, reports, waiting.description
+
+
+def _overdue_partition_alerts(
+    context: dg.SensorEvaluationContext, cursor: AlertCursor, source_folder: SourceFolder, ui_url: str
+) -> list[Alert]:
+    """An alert for each freshness check whose latest result found a partition overdue not yet announced."""
+    alerts = []
+    for check_key in DAILY_FRESHNESS_CHECKS:
+        name = check_key.to_user_string()
+        overdue = overdue_partition(
+            context.instance, check_key, daily_partitions_def, source_folder.source.location
+        )
+        if overdue is None:
+            cursor.overdue_partitions.pop(name, None)
+        elif cursor.overdue_partitions.get(name) != overdue.partition:
+            cursor.overdue_partitions[name] = overdue.partition
+            alerts.append(overdue_partition_alert(overdue, ui_url))
+    return alerts
+
+
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description=(
+        "Posts an alert to ALERT_WEBHOOK_URL when a run fails for good (a bad file held back, a daily file"
+        " that never came), when the daily table is overdue, or when a file has waited in the source"
+        " longer than FILE_OVERDUE_MINUTES; each once, kept and sent again while the webhook is down."
+        " Also evaluates the event-driven table's files_loaded_in_time check on every tick."
+    ),
+)
+def alert_sensor(
+    context: dg.SensorEvaluationContext,
+    alerts: AlertWebhook,
+    source_folder: SourceFolder,
+    duckdb: StagingDatabase,
+) -> dg.SensorResult:
+    url = alerts.webhook_url
+    if url is not None and (problem := webhook_problem(url)) is not None:
+        # The tick fails, and the cursor stays, until the setting is mended: nothing is lost meanwhile.
+        raise dg.Failure(f"ALERT_WEBHOOK_URL cannot be used: {problem}.")
+    cursor = AlertCursor.parse(context.cursor)
+    ui_url = alerts.dagster_ui_url
+
+    found, reports, waiting_note = _waiting_files_alerts(context, cursor, source_folder, duckdb, ui_url)
+    if cursor.failures_after is None:  # the first tick: failures from now on
+        cursor.failures_after = latest_run_failure_id(context.instance)
+    else:
+        failures, cursor.failures_after = run_failures_after(context.instance, cursor.failures_after)
+        found += [run_failure_alert(failure, ui_url) for failure in failures]
+    found += _overdue_partition_alerts(context, cursor, source_folder, ui_url)
+
+    if url is None:
+        # Off: what happens now is not sent later either, when alerts are turned on.
+        cursor.pending.clear()
+        off = "Alerts are off: ALERT_WEBHOOK_URL is not set"
+        return dg.SensorResult(
+            skip_reason=f"{off}{f' ({len(found)} not sent)' if found else ''}. {waiting_note}",
+            cursor=cursor.serialize(),
+            asset_events=reports,
+        )
+
+    dropped = cursor.queue(found)
+    if dropped:
+        context.log.warning(f"{dropped} alert(s) dropped: more than {MAX_PENDING} waited for the webhook.")
+    delivery = deliver(cursor, lambda text: post_alert(url, text, alerts.timeout))
+    webhook = webhook_name(url)
+    said = []
+    if delivery.sent:
+        said.append(f"{len(delivery.sent)} alert(s) sent to {webhook}.")
+        context.log.info(said[-1])
+    if delivery.problem is not None:
+        said.append(
+            f"The webhook at {webhook} {delivery.problem}: {len(cursor.pending)} alert(s) kept, to be sent"
+            " on a later tick."
+        )
+        context.log.warning(said[-1])
+    if not said:
+        said.append("Nothing to report.")
+    return dg.SensorResult(
+        skip_reason=" ".join([*said, waiting_note]), cursor=cursor.serialize(), asset_events=reports
     )

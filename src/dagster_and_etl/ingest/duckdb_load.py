@@ -131,7 +131,12 @@ def _rejected_lines(conn: "duckdb.DuckDBPyConnection") -> dict[Path, SourceFileE
         count = (
             f"{REJECTS_KEPT} or more bad lines" if len(lines) >= REJECTS_KEPT else f"{len(lines)} bad line(s)"
         )
-        errors[path] = SourceFileError(path, f"{count}: {shown}{more}", lines)
+        # The same without DuckDB's messages, which quote the values they could not read.
+        summary = "; ".join(
+            f"line {e['line']}" + (f", column {e['column']}" if e["column"] else "") + f" ({e['error']})"
+            for e in lines[:ERRORS_SHOWN]
+        )
+        errors[path] = SourceFileError(path, f"{count}: {shown}{more}", lines, f"{count}: {summary}{more}")
     return errors
 
 
@@ -260,8 +265,14 @@ def _duckdb_error(error: Exception, path: Path) -> SourceFileError:
     import duckdb
 
     if isinstance(error, duckdb.ConstraintException):
-        return SourceFileError(path, f"a value is missing or out of range: {_first_paragraph(error)}")
-    return SourceFileError(path, _first_paragraph(error))
+        return SourceFileError(
+            path,
+            f"a value is missing or out of range: {_first_paragraph(error)}",
+            summary="a value is missing or out of range",
+        )
+    return SourceFileError(
+        path, _first_paragraph(error), summary=f"DuckDB cannot read it as CSV ({type(error).__name__})"
+    )
 
 
 def _load_good_files(

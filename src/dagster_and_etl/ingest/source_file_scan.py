@@ -14,18 +14,25 @@ CHUNK_BYTES = 1 << 20
 
 
 class SourceFileError(ValueError):
-    """A source file that cannot be loaded. The message names the file and what is wrong with it."""
+    """A source file that cannot be loaded. The message names the file and what is wrong with it.
 
-    def __init__(self, path: Path | str, problem: str, errors: list[dict] | None = None) -> None:
+    `problem` may quote the file (a bad value, a header); `summary` says what is wrong without quoting
+    it, for messages that leave the pipeline, such as alerts. It is `problem` when that quotes nothing.
+    """
+
+    def __init__(
+        self, path: Path | str, problem: str, errors: list[dict] | None = None, summary: str | None = None
+    ) -> None:
         super().__init__(f"{path} cannot be loaded: {problem}")
         self.path = path
         self.problem = problem
         self.errors = errors or []
+        self.summary = summary or problem
 
     def at(self, location: str) -> "SourceFileError":
         """The same error, naming the file by `location` (its URI) instead of the local copy read."""
         errors = [{**error, "file": location} if "file" in error else error for error in self.errors]
-        return SourceFileError(location, self.problem, errors)
+        return SourceFileError(location, self.problem, errors, self.summary)
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def count_data_rows(path: Path, *, skip_blank_lines: bool = True) -> int:
             raise SourceFileError(path, "the file is empty (0 bytes); expected at least a header")
         problem = header_problem(header)
         if problem is not None:
-            raise SourceFileError(path, problem)
+            raise SourceFileError(path, problem, summary="its first line is not the expected header")
         while chunk := source.read(CHUNK_BYTES):
             # Plain ASCII is UTF-8 already: only other bytes need the (slower) decoder.
             if not chunk.isascii() or decoder.getstate()[0]:

@@ -1,0 +1,94 @@
+"""What the alert sensor remembers between ticks, and the alerts it has still to send.
+
+The cursor is stored by Dagster with each tick, so what it holds survives a restart of `dagster dev`:
+- how far through the failed runs the sensor has read, so each failure is seen once;
+- what it has already said is overdue, so an overdue table or file is announced once;
+- the alerts not yet delivered, tried again on every tick until the webhook takes them.
+"""
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+# Alerts waiting for the webhook; beyond this the oldest are dropped, so the cursor stays small.
+MAX_PENDING = 100
+# Files remembered as announced overdue; beyond this the alert names the rest only by their number.
+MAX_WAITING_MARKS = 1000
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One message to send. `key` names what it is about (a run, an overdue partition, a file version),
+    so the same thing is never queued twice."""
+
+    key: str
+    text: str
+
+
+@dataclass
+class AlertCursor:
+    # The storage id of the last run failure read; None before the first tick.
+    failures_after: int | None = None
+    # Per freshness check, the partition last announced overdue.
+    overdue_partitions: dict[str, str] = field(default_factory=dict)
+    # Version marks of the files announced as waiting too long, while they still wait.
+    waiting_marks: list[str] = field(default_factory=list)
+    # The last result of the waiting-files check reported to Dagster, so it is reported when it changes.
+    waiting_reported: str | None = None
+    pending: list[Alert] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str | None) -> "AlertCursor":
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(
+            failures_after=data.get("failures_after"),
+            overdue_partitions=dict(data.get("overdue_partitions", {})),
+            waiting_marks=list(data.get("waiting_marks", [])),
+            waiting_reported=data.get("waiting_reported"),
+            pending=[Alert(key, text) for key, text in data.get("pending", [])],
+        )
+
+    def serialize(self) -> str:
+        return json.dumps(
+            {
+                "failures_after": self.failures_after,
+                "overdue_partitions": self.overdue_partitions,
+                "waiting_marks": self.waiting_marks,
+                "waiting_reported": self.waiting_reported,
+                "pending": [[alert.key, alert.text] for alert in self.pending],
+            },
+            separators=(",", ":"),
+        )
+
+    def queue(self, alerts: Iterable[Alert]) -> int:
+        """Adds alerts to send, each once, keeping at most `MAX_PENDING` (the newest). Returns how many
+        of the oldest were dropped to make room."""
+        queued = {alert.key for alert in self.pending}
+        for alert in alerts:
+            if alert.key not in queued:
+                self.pending.append(alert)
+                queued.add(alert.key)
+        dropped = max(0, len(self.pending) - MAX_PENDING)
+        del self.pending[:dropped]
+        return dropped
+
+
+@dataclass(frozen=True)
+class Delivery:
+    sent: list[Alert]
+    problem: str | None  # why the first alert not sent was not, or None when all were sent
+
+
+def deliver(cursor: AlertCursor, send: Callable[[str], str | None]) -> Delivery:
+    """Sends the pending alerts oldest first, stopping at the first the webhook does not take: a webhook
+    that is down or slow costs a tick one attempt, not one per alert. What is not sent stays pending."""
+    sent: list[Alert] = []
+    problem = None
+    while cursor.pending:
+        problem = send(cursor.pending[0].text)
+        if problem is not None:
+            break
+        sent.append(cursor.pending.pop(0))
+    return Delivery(sent, problem)

@@ -1,0 +1,78 @@
+"""A chat webhook on loopback for the alert tests: a real HTTP server that records each POST.
+
+`webhook.answer` sets how it answers: "ok" (200), "error" (500) or "hang" (takes the request and never
+answers, until the test ends). `stop()` closes its port, as a webhook that is down; `start()` opens
+the same port again.
+"""
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+class Webhook:
+    def __init__(self) -> None:
+        self.answer = "ok"
+        self.received: list[dict] = []  # the JSON of every POST answered with 200, in order
+        self.requests = 0  # every POST that reached the server, however it was answered
+        self.hanging = threading.Event()  # set once a request is being held without an answer
+        self.release = threading.Event()
+        self.port = 0
+        self._server: ThreadingHTTPServer | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/secret-token"
+
+    @property
+    def texts(self) -> list[str]:
+        return [message["text"] for message in self.received]
+
+    def start(self) -> None:
+        webhook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                webhook.requests += 1
+                if webhook.answer == "hang":
+                    webhook.hanging.set()
+                    webhook.release.wait(120)
+                    return
+                if webhook.answer == "error":
+                    self.send_error(500, "webhook broken")
+                    return
+                webhook.received.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    server = Webhook()
+    try:
+        yield server
+    finally:
+        server.release.set()
+        server.stop()
