@@ -16,6 +16,7 @@ from tests.support import (  # noqa: F401  (re-exported for test modules)
     run_keys,
     write_source_file,
 )
+from tests.webhook import Webhook
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +65,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.when == "call" and report.failed:
         item.stash[FAILED] = True
     return report
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    """A chat webhook on loopback that records what is posted to it (see tests/webhook.py)."""
+    server = Webhook()
+    try:
+        yield server
+    finally:
+        server.release.set()
+        server.stop()

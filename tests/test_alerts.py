@@ -18,7 +18,7 @@ from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.testing import SensorDaemon
 from tests.support import run_daily, wait_until_settled, with_bad_value, write_source_file
 from tests.test_late_files import job_with_retries
-from tests.webhook import Webhook, webhook  # noqa: F401  (the fixture `webhook`)
+from tests.webhook import Webhook
 
 SECRET = "9999.4242"  # a value in a bad file: it must never appear in an alert
 FRESHNESS_CHECK = dg.AssetCheckKey(assets.duckdb_partition_table.key, "freshness_check")
@@ -26,7 +26,7 @@ WAITING_CHECK = dg.AssetCheckKey(assets.duckdb_dynamic_partition_table.key, WAIT
 
 
 @pytest.fixture
-def alerts_on(monkeypatch: pytest.MonkeyPatch, webhook: Webhook) -> Webhook:  # noqa: F811
+def alerts_on(monkeypatch: pytest.MonkeyPatch, webhook: Webhook) -> Webhook:
     monkeypatch.setenv("ALERT_WEBHOOK_URL", webhook.url)
     monkeypatch.setenv("DAGSTER_UI_URL", "http://dagster.example:3000")
     return webhook
@@ -259,7 +259,7 @@ def test_without_a_webhook_url_alerts_are_off_and_say_so(
     source_dir: Path,
     instance: dg.DagsterInstance,
     defs: dg.Definitions,
-    webhook: Webhook,  # noqa: F811
+    webhook: Webhook,
 ) -> None:
     alert_daemon = SensorDaemon(instance, defs, sensor_name="alert_sensor")
     alert_daemon.tick()

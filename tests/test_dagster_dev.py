@@ -15,6 +15,7 @@ from tests.dagster_dev_process import (
     wait_for,
 )
 from tests.support import rows_per_partition, with_bad_value, write_source_file
+from tests.webhook import Webhook
 
 pytestmark = pytest.mark.slow
 
@@ -134,10 +135,26 @@ def step_failure(dagster_home: Path, run_id: str) -> tuple[str, dict]:
     return failure.description or "", {key: value.value for key, value in failure.metadata.items()}
 
 
-def test_backlog_with_two_bad_files_under_dagster_dev_fails_only_their_partitions(
-    dagster_dev, dagster_home: Path, source_dir: Path, duckdb_path: Path, monkeypatch: pytest.MonkeyPatch
+def alert_sensor_ticks(dagster_home: Path) -> list[InstigatorTick] | None:
+    """The alert sensor's completed ticks, once there is one."""
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            if state.instigator_name == "alert_sensor":
+                ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id)
+                return [tick for tick in ticks if tick.status in COMPLETED_TICK] or None
+    return None
+
+
+def test_backlog_with_two_bad_files_under_dagster_dev_fails_only_their_partitions_and_alerts_once(
+    dagster_dev,
+    dagster_home: Path,
+    source_dir: Path,
+    duckdb_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook: Webhook,
 ) -> None:
     monkeypatch.delenv("SENSOR_MAX_BATCH")  # the project's default batch size, not the tests' 1
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", webhook.url)
     keys = [f"feed-{index:02d}" for index in range(50)]
     bad_date, non_numeric = "feed-13", "feed-36"
     bad_text = {
@@ -155,6 +172,9 @@ def test_backlog_with_two_bad_files_under_dagster_dev_fails_only_their_partition
         write_source_file(source_dir, f"{key}.csv", bad_text.get(key), seed=index, mtime=first_mtime + index)
     good = [key for key in keys if key not in bad_text]
     dagster_dev()
+    # The alert sensor first, so that its first tick (which reads failures from then on) comes before.
+    assert "Started sensor alert_sensor" in dagster_cli(dagster_home, "sensor", "start", "alert_sensor")
+    wait_for(lambda: alert_sensor_ticks(dagster_home), 120, "the alert sensor's first tick")
     assert f"Started sensor {SENSOR}" in dagster_cli(dagster_home, "sensor", "start", SENSOR)
 
     (batch,) = wait_for(lambda: all_finished(dagster_home, 1), 180, "the batch run to finish")
@@ -174,6 +194,15 @@ def test_backlog_with_two_bad_files_under_dagster_dev_fails_only_their_partition
         assert entry["problem"].startswith(expected_problem[key])
     assert rows_per_partition(duckdb_path) == {key: 10 for key in good}
 
+    # One alert for the run, naming both bad files and what is wrong with them, without their values.
+    (text,) = wait_for(lambda: webhook.texts, 120, "the alert to reach the webhook")
+    assert text.startswith("import_dynamic_partition_job failed: 2 file(s) could not be loaded")
+    for key, line, column in ((bad_date, 7, "date"), (non_numeric, 4, "spend")):
+        assert f"Partition: {key} · File: {source_dir / key}.csv\n" in text
+        assert f"Error: 1 bad line(s): line {line}, column {column} (CAST)\n" in text
+    assert "2018/02/30" not in text and "twelve" not in text
+    assert text.endswith(f"Run: http://127.0.0.1:3000/runs/{batch.run_id}")
+
     # The bad date is mended: the rewritten file is loaded by itself; the other bad file stays failed.
     write_source_file(source_dir, f"{bad_date}.csv", seed=13)
     batch, fix = wait_for(lambda: all_finished(dagster_home, 2), 180, "the mended file's run to finish")
@@ -189,3 +218,11 @@ def test_backlog_with_two_bad_files_under_dagster_dev_fails_only_their_partition
     assert [key for key, value in status.items() if value != "MATERIALIZED"] == [non_numeric]
     assert status[non_numeric] == "FAILED"
     assert rows_per_partition(duckdb_path) == {key: 10 for key in sorted([*good, bad_date])}
+    # The alert sensor ticked again since the mended file's run; it said nothing more.
+    since = time.time()
+    wait_for(
+        lambda: [t for t in alert_sensor_ticks(dagster_home) or [] if t.timestamp > since],
+        120,
+        "an alert sensor tick",
+    )
+    assert len(webhook.received) == 1

@@ -7,10 +7,7 @@ the same port again.
 
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import pytest
 
 
 class Webhook:
@@ -66,13 +63,3 @@ class Webhook:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    server = Webhook()
-    try:
-        yield server
-    finally:
-        server.release.set()
-        server.stop()
