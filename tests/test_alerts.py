@@ -6,6 +6,7 @@ tick and the asset check results it reports stored in the instance; the runs are
 
 import datetime as dt
 import threading
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ from dagster_and_etl.defs import assets
 from dagster_and_etl.defs.checks import WAITING_FILES_CHECK
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.testing import SensorDaemon
+from tests.landing import BucketLanding, FolderLanding
 from tests.support import run_daily, wait_until_settled, with_bad_value, write_source_file
 from tests.test_late_files import job_with_retries
 from tests.webhook import Webhook
@@ -40,12 +42,13 @@ def alert_sensor(instance: dg.DagsterInstance, defs: dg.Definitions) -> SensorDa
     return daemon
 
 
-def drop_bad_file(source_dir: Path) -> Path:
-    """Two good files and one whose line 3 has a number DuckDB cannot read as a date."""
-    write_source_file(source_dir, "good-a.csv", seed=1)
-    write_source_file(source_dir, "good-b.csv", seed=2)
-    bad = write_source_file(source_dir, "bad-c.csv", with_bad_value(3, line=3, column=0, value=SECRET))
-    wait_until_settled(source_dir)
+def drop_bad_file(landing: FolderLanding | BucketLanding) -> str:
+    """Two good files and one whose line 3 has a number DuckDB cannot read as a date; the bad file's
+    location."""
+    landing.write("good-a.csv", seed=1)
+    landing.write("good-b.csv", seed=2)
+    bad = landing.write("bad-c.csv", with_bad_value(3, line=3, column=0, value=SECRET))
+    landing.wait_until_settled()
     return bad
 
 
@@ -57,7 +60,7 @@ def latest_result(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> dg.Ass
 
 @pytest.mark.parametrize("batch", ["1", "500"])
 def test_a_bad_file_held_back_gives_one_alert_naming_its_partition_file_and_line(
-    source_dir: Path,
+    landing: FolderLanding | BucketLanding,
     instance: dg.DagsterInstance,
     defs: dg.Definitions,
     alerts_on: Webhook,
@@ -66,7 +69,7 @@ def test_a_bad_file_held_back_gives_one_alert_naming_its_partition_file_and_line
     batch: str,
 ) -> None:
     monkeypatch.setenv("SENSOR_MAX_BATCH", batch)
-    bad = drop_bad_file(source_dir)
+    bad = drop_bad_file(landing)
     ticks = SensorDaemon(instance, defs).run_until_idle()
     failed = [run for tick in ticks for run in tick.runs if not run.success]
     assert len(failed) == 1
@@ -199,7 +202,7 @@ def test_an_alert_waits_while_the_webhook_is_down_and_is_sent_once_across_a_rest
         alerts_on.stop()
     else:
         alerts_on.answer = "error"
-    drop_bad_file(source_dir)
+    drop_bad_file(FolderLanding(source_dir))
     SensorDaemon(instance, defs).run_until_idle()
 
     for _ in range(3):
@@ -232,7 +235,7 @@ def test_a_webhook_that_hangs_ends_the_tick_at_its_timeout_and_is_logged(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("ALERT_WEBHOOK_TIMEOUT_SECONDS", "1")
-    drop_bad_file(source_dir)
+    drop_bad_file(FolderLanding(source_dir))
     write_source_file(source_dir, "bad-d.csv", "")  # a second failed run: two alerts wait
     wait_until_settled(source_dir)
     SensorDaemon(instance, defs).run_until_idle()
@@ -263,7 +266,7 @@ def test_without_a_webhook_url_alerts_are_off_and_say_so(
 ) -> None:
     alert_daemon = SensorDaemon(instance, defs, sensor_name="alert_sensor")
     alert_daemon.tick()
-    drop_bad_file(source_dir)
+    drop_bad_file(FolderLanding(source_dir))
     SensorDaemon(instance, defs).run_until_idle()
 
     reason = alert_daemon.tick().skip_reason or ""
@@ -279,7 +282,7 @@ def test_a_webhook_url_that_is_not_http_fails_the_tick_without_losing_the_alert(
     alert_sensor: SensorDaemon,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    drop_bad_file(source_dir)
+    drop_bad_file(FolderLanding(source_dir))
     SensorDaemon(instance, defs).run_until_idle()
     monkeypatch.setenv("ALERT_WEBHOOK_URL", "hooks.example.com/T000/B000/xyz")
     with pytest.raises(dg.Failure, match="ALERT_WEBHOOK_URL cannot be used: it is not an http"):
@@ -322,13 +325,17 @@ def test_a_run_that_dagster_will_retry_alerts_nothing_and_one_with_no_retry_left
 
 
 def test_a_file_waiting_too_long_turns_the_event_driven_table_overdue_once_until_loaded(
-    source_dir: Path, instance: dg.DagsterInstance, defs: dg.Definitions, alerts_on: Webhook, alert_sensor
+    landing: FolderLanding | BucketLanding,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    alerts_on: Webhook,
+    alert_sensor: SensorDaemon,
 ) -> None:
-    write_source_file(source_dir, "vendor-b.csv", seed=2)
-    wait_until_settled(source_dir)
+    landing.write("vendor-b.csv", seed=2)
+    landing.wait_until_settled()
     SensorDaemon(instance, defs).run_until_idle()  # vendor-b is loaded
-    waiting = write_source_file(source_dir, "vendor-a.csv", seed=1)  # and vendor-a is not, for two hours
-    two_hours_on = waiting.stat().st_ctime + 2 * 3600 + 30
+    waiting = landing.write("vendor-a.csv", seed=1)  # and vendor-a is not, for two hours
+    two_hours_on = time.time() + 2 * 3600 + 30
 
     with time_machine.travel(two_hours_on):
         alert_sensor.tick()
@@ -353,3 +360,122 @@ def test_a_file_waiting_too_long_turns_the_event_driven_table_overdue_once_until
         result = latest_result(instance, WAITING_CHECK)
         assert result is not None and result.passed
         assert len(alerts_on.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://alice:S3CRETPW@127.0.0.1:{port}/hooks/tok", "user name or password"),
+        ("http://127.0.0.1:{port}/hooks/secret-token x", "spaces or control characters"),
+        ("http://127.0.0.1:+{port}/hooks/secret-token", "port"),
+        ("ftp://127.0.0.1:{port}/hooks/secret-token", "not an http"),
+    ],
+)
+def test_a_webhook_url_that_cannot_work_fails_the_tick_without_repeating_its_secret(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    problem: str,
+) -> None:
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", url.format(port=webhook.port))
+    with pytest.raises(dg.Failure) as failed:
+        SensorDaemon(instance, defs, sensor_name="alert_sensor").tick()
+    message = str(failed.value)
+    assert problem in message
+    assert "S3CRETPW" not in message and "hooks/tok" not in message and "secret-token" not in message
+    assert webhook.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        ("redirect", "answered HTTP 301 (a redirect: set the URL it points to)"),
+        ("garbage", "could not be reached (BadStatusLine)"),
+        ("drip", "did not answer within 1 s"),
+    ],
+)
+def test_a_webhook_that_redirects_or_answers_badly_keeps_the_alert(
+    source_dir: Path,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    alerts_on: Webhook,
+    alert_sensor: SensorDaemon,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+    said: str,
+) -> None:
+    monkeypatch.setenv("ALERT_WEBHOOK_TIMEOUT_SECONDS", "1")
+    drop_bad_file(FolderLanding(source_dir))
+    SensorDaemon(instance, defs).run_until_idle()
+    alerts_on.answer = answer
+
+    reason = alert_sensor.tick().skip_reason or ""
+    assert f"{said}: 1 alert(s) kept" in reason
+    if answer == "drip":  # the tick gave up while the answer was still coming, a byte at a time
+        assert alerts_on.hanging.is_set() and not alerts_on.release.is_set()
+    assert alerts_on.received == [] and alerts_on.requests == 1  # no GET to the redirect's target
+
+    alerts_on.release.set()
+    alerts_on.answer = "ok"
+    alert_sensor.tick()
+    assert len(alerts_on.received) == 1
+
+
+def test_a_failure_with_metadata_of_another_shape_is_still_reported(
+    instance: dg.DagsterInstance, alerts_on: Webhook, alert_sensor: SensorDaemon
+) -> None:
+    @dg.op
+    def odd_failure() -> None:
+        raise dg.Failure("odd", metadata={"failed_partitions": {"not": "a list"}, "path": "/x.csv"})
+
+    @dg.op
+    def odder_failure() -> None:
+        raise dg.Failure("odder", metadata={"failed_partitions": ["a.csv", {"file": "b.csv"}]})
+
+    for op in (odd_failure, odder_failure):
+        result = (
+            dg.GraphDefinition(name=f"{op.name}_job", node_defs=[op])
+            .to_job()
+            .execute_in_process(instance=instance, raise_on_error=False)
+        )
+        assert not result.success
+    alert_sensor.tick()
+    assert [text.splitlines()[0] for text in alerts_on.texts] == [
+        "odd_failure_job failed",
+        "odder_failure_job failed",
+    ]
+    assert "Error: step odd_failure: odd" in alerts_on.texts[0]
+
+
+def test_a_retry_that_dagster_could_not_launch_is_reported_as_a_failure_for_good(
+    source_dir: Path, defs: dg.Definitions, alerts_on: Webhook
+) -> None:
+    with dg.instance_for_test(overrides={"run_retries": {"enabled": True, "max_retries": 1}}) as instance:
+        alert_daemon = SensorDaemon(instance, defs, sensor_name="alert_sensor")
+        alert_daemon.tick()
+        job = job_with_retries(defs, dg.RetryPolicy(max_retries=0))
+        failed = job.execute_in_process(partition_key="2018-01-22", instance=instance, raise_on_error=False)
+        alert_daemon.tick()
+        assert alerts_on.requests == 0
+
+        # The retry daemon marks the run so when it cannot launch the retry.
+        instance.add_run_tags(failed.run_id, {"dagster/will_retry": "false"})
+        alert_daemon.tick()
+        alert_daemon.tick()
+        (text,) = alerts_on.texts
+        assert failed.run_id in text
+
+
+def test_more_files_waiting_than_the_cursor_remembers_are_announced_once(
+    source_dir: Path, instance: dg.DagsterInstance, alerts_on: Webhook, alert_sensor: SensorDaemon
+) -> None:
+    for index in range(1003):
+        (source_dir / f"f{index:05d}.csv").write_text(sample_csv(seed=index, rows=1))
+    with time_machine.travel(time.time() + 3 * 3600):
+        for _ in range(3):
+            alert_sensor.tick()
+    (text,) = alerts_on.texts
+    assert text.startswith("duckdb_dynamic_partition_table is overdue: 1003 file(s) waited more than")
+    assert len(alert_sensor.cursor or "") < 20_000

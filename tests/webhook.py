@@ -1,8 +1,9 @@
 """A chat webhook on loopback for the alert tests: a real HTTP server that records each POST.
 
-`webhook.answer` sets how it answers: "ok" (200), "error" (500) or "hang" (takes the request and never
-answers, until the test ends). `stop()` closes its port, as a webhook that is down; `start()` opens
-the same port again.
+`webhook.answer` sets how it answers: "ok" (200), "error" (500), "redirect" (301 to another path),
+"garbage" (bytes that are not HTTP), "drip" (a status line sent a byte every 0.3 s, never finished) or
+"hang" (takes the request and never answers); "drip" and "hang" hold on until the test ends. `stop()`
+closes its port, as a webhook that is down; `start()` opens the same port again.
 """
 
 import json
@@ -43,11 +44,34 @@ class Webhook:
                 if webhook.answer == "error":
                     self.send_error(500, "webhook broken")
                     return
+                if webhook.answer == "redirect":
+                    self.send_response(301)
+                    self.send_header("Location", "/moved")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if webhook.answer == "garbage":
+                    self.wfile.write(b"\x00\x01 not http at all\r\n\r\n")
+                    return
+                if webhook.answer == "drip":
+                    webhook.hanging.set()
+                    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 1000:
+                        if webhook.release.wait(0.3):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    return
                 webhook.received.append(json.loads(body))
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            def do_GET(self) -> None:
+                webhook.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass

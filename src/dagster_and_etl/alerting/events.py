@@ -9,8 +9,10 @@ import dagster as dg
 
 from dagster_and_etl.alerting.messages import FailedFile, OverduePartition, RunFailure
 
-# The tag Dagster sets on a failed run when run retries are on: "true" if the run will be retried.
+# The tag Dagster sets on a failed run when run retries are on: "true" if the run will be retried. It
+# turns "false" if launching the retry fails; once launched, the retry's id is in AUTO_RETRY_RUN_ID_TAG.
 WILL_RETRY_TAG = "dagster/will_retry"
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
 FAILURE_REASON_TAG = "dagster/failure_reason"
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -29,19 +31,21 @@ def latest_run_failure_id(instance: dg.DagsterInstance) -> int:
 
 def run_failures_after(
     instance: dg.DagsterInstance, after_id: int, limit: int = FAILURES_PER_TICK
-) -> tuple[list[RunFailure], int]:
-    """The runs that failed for good since `after_id`, and the storage id to read from next time.
+) -> tuple[list[RunFailure], int, list[str]]:
+    """The runs that failed for good since `after_id`, the storage id to read from next time, and the
+    ids of the failed runs that Dagster is to retry.
 
-    A run that Dagster will retry (run retries on, retries left) is left out: its retry is the run that
-    either succeeds, and nothing is said, or fails for good, and is reported. Retries within a run (the
-    jobs' retry policies) never end a run, so only a run's final failure is seen here at all.
+    A run that Dagster will retry (run retries on, retries left) is not reported: its retry is the run
+    that either succeeds, and nothing is said, or fails for good, and is reported. Until the retry is
+    launched, `retries_given_up` looks at it again. Retries within a run (the jobs' retry policies) never
+    end a run, so only a run's final failure is seen here at all.
     """
     records = instance.fetch_run_status_changes(
         dg.RunStatusChangeRecordsFilter(dg.DagsterEventType.RUN_FAILURE, after_storage_id=after_id),
         limit=limit,
         ascending=True,
     ).records
-    failures, last_id = [], after_id
+    failures, last_id, retrying = [], after_id, []
     for record in records:
         run = instance.get_run_by_id(record.run_id)
         if run is not None:
@@ -52,16 +56,38 @@ def run_failures_after(
                 and time.time() - record.timestamp < RETRY_TAG_GRACE_SECONDS
             ):
                 break
-            if will_retry != "true":
+            if will_retry == "true":
+                retrying.append(run.run_id)
+            else:
                 failures.append(describe_failed_run(instance, run))
         last_id = record.storage_id
-    return failures, last_id
+    return failures, last_id, retrying
+
+
+def retries_given_up(instance: dg.DagsterInstance, run_ids: list[str]) -> tuple[list[RunFailure], list[str]]:
+    """Of failed runs Dagster was to retry: those whose retry could not be launched after all (now
+    failures for good), and those still waiting for their retry to be launched. A run whose retry was
+    launched is done with: the retry reports itself."""
+    given_up, waiting = [], []
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        if run is None or AUTO_RETRY_RUN_ID_TAG in run.tags:
+            continue
+        if run.tags.get(WILL_RETRY_TAG) == "true":
+            waiting.append(run_id)
+        else:
+            given_up.append(describe_failed_run(instance, run))
+    return given_up, waiting
 
 
 def _job_name(run: dg.DagsterRun) -> str:
-    if run.job_name.startswith(ASSET_JOB_PREFIX) and run.asset_selection:
-        assets = sorted(key.to_user_string() for key in run.asset_selection)
-        return f"materialization of {', '.join(assets)}"
+    """The job, or for a run launched from the UI or by a sensor without a job, what it was for."""
+    if not run.job_name.startswith(ASSET_JOB_PREFIX):
+        return run.job_name
+    if run.asset_selection:
+        return "materialization of " + ", ".join(sorted(k.to_user_string() for k in run.asset_selection))
+    if run.asset_check_selection:
+        return "check " + ", ".join(sorted(k.to_user_string() for k in run.asset_check_selection))
     return run.job_name
 
 
@@ -80,7 +106,31 @@ def _text(value: object) -> object:
 
 def describe_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunFailure:
     """The facts of a failed run from its first step failure: the bad files it held back when it names
-    them, else the error in one line, without the exception's message, which may quote a file."""
+    them, else the error in one line, without the exception's message, which may quote a file. A failure
+    it cannot make sense of is still reported, with a pointer to the run."""
+    try:
+        return _describe_failed_run(instance, run)
+    except Exception as error:
+        return RunFailure(
+            run_id=run.run_id,
+            job=run.job_name,
+            partitions=[],
+            error=f"the failure could not be summed up here ({type(error).__name__}); see the run",
+        )
+
+
+def _failed_files(entries: object) -> tuple[FailedFile, ...]:
+    """The bad files a failure's `failed_partitions` metadata names, as the loads write it."""
+    if not isinstance(entries, list):
+        return ()
+    return tuple(
+        FailedFile(str(entry["partition"]), str(entry["path"]), str(entry.get("summary", "see the run")))
+        for entry in entries
+        if isinstance(entry, dict) and "partition" in entry and "path" in entry
+    )
+
+
+def _describe_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunFailure:
     step_failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     base = {"run_id": run.run_id, "job": _job_name(run), "partitions": _partitions(run)}
     if not step_failures:
@@ -94,18 +144,16 @@ def describe_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Run
         error_class = failure.error.cls_name if failure.error else "an error"
         return RunFailure(**base, error=f"step {step} raised {error_class}; see the run for its message")
     metadata = user.metadata
-    files = _text(metadata.get("failed_partitions")) or []
+    files = _failed_files(_text(metadata.get("failed_partitions")))
     location = _text(metadata.get("path"))
     if files:
+        count = _text(metadata.get("failed_partition_count"))
         return RunFailure(
             **base,
-            error=str(files[0].get("summary", "")),
+            error=files[0].summary,
             location=str(location) if location else None,
-            files=tuple(
-                FailedFile(entry["partition"], entry["path"], entry.get("summary", "see the run"))
-                for entry in files
-            ),
-            failed_files=int(_text(metadata.get("failed_partition_count", len(files)))),
+            files=files,
+            failed_files=count if isinstance(count, int) else len(files),
         )
     return RunFailure(
         **base,
@@ -114,18 +162,24 @@ def describe_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Run
     )
 
 
+FRESH = "fresh"
+
+
 def overdue_partition(
     instance: dg.DagsterInstance,
     check_key: dg.AssetCheckKey,
     partitions_def: dg.TimeWindowPartitionsDefinition,
     location_of: Callable[[str], str],
-) -> OverduePartition | None:
-    """The partition a time-partition freshness check last found overdue, if its latest result failed."""
+) -> OverduePartition | str | None:
+    """The partition a time-partition freshness check's latest result found overdue; `FRESH` when that
+    result passed; None when there is no result to go by (never run, or its run failed)."""
     summary = instance.event_log_storage.get_asset_check_summary_records([check_key])[check_key]
     record = summary.last_completed_check_execution_record
     evaluation = record.event.asset_check_evaluation if record and record.event else None
-    if evaluation is None or evaluation.passed:
+    if evaluation is None:
         return None
+    if evaluation.passed:
+        return FRESH
     deadline_value = evaluation.metadata.get("dagster/latest_cron_tick_timestamp")
     if deadline_value is None:
         return None

@@ -3,6 +3,7 @@ a link to the run or the asset in the Dagster UI. Never a line of a file: errors
 summaries the loads write for this, which name lines and columns but not what they hold."""
 
 import datetime as dt
+import hashlib
 import urllib.parse
 from dataclasses import dataclass
 
@@ -49,6 +50,7 @@ class WaitingFile:
     location: str
     waiting_minutes: int
     mark: str  # the file version's mark: the same version is announced once
+    changed_ns: int  # when it last changed, by the source's clock
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -108,8 +110,9 @@ def overdue_partition_alert(overdue: OverduePartition, ui_url: str) -> Alert:
 def waiting_files_alert(asset: str, files: list[WaitingFile], limit_minutes: int, ui_url: str) -> Alert:
     """One alert for files newly found waiting too long; `files` oldest first."""
     oldest = files[0]
+    marks = ",".join(sorted(file.mark for file in files))
     return Alert(
-        "waiting:" + ",".join(sorted(file.mark for file in files)),
+        "waiting:" + hashlib.blake2b(marks.encode(), digest_size=8).hexdigest(),
         "\n".join(
             [
                 f"{asset} is overdue: {len(files)} file(s) waited more than {limit_minutes} min without"

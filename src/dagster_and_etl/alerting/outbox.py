@@ -7,13 +7,18 @@ The cursor is stored by Dagster with each tick, so what it holds survives a rest
 """
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 # Alerts waiting for the webhook; beyond this the oldest are dropped, so the cursor stays small.
 MAX_PENDING = 100
-# Files remembered as announced overdue; beyond this the alert names the rest only by their number.
+# Files remembered by version as announced overdue, the newest; older ones are remembered by a floor.
 MAX_WAITING_MARKS = 1000
+# Runs remembered while Dagster is to retry them; beyond this the oldest are forgotten.
+MAX_RETRYING = 200
+# A tick starts no new POST after this many seconds, so it ends well within Dagster's 60 s for a tick.
+DELIVERY_BUDGET_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,12 @@ class AlertCursor:
     failures_after: int | None = None
     # Per freshness check, the partition last announced overdue.
     overdue_partitions: dict[str, str] = field(default_factory=dict)
-    # Version marks of the files announced as waiting too long, while they still wait.
+    # Version marks of the files announced as waiting too long, while they still wait; and the newest
+    # change among those beyond `MAX_WAITING_MARKS`, which were announced too.
     waiting_marks: list[str] = field(default_factory=list)
+    waiting_floor_ns: int = 0
+    # Failed runs Dagster said it would retry: looked at again, in case launching the retry fails.
+    retrying: list[str] = field(default_factory=list)
     # The last result of the waiting-files check reported to Dagster, so it is reported when it changes.
     waiting_reported: str | None = None
     pending: list[Alert] = field(default_factory=list)
@@ -46,6 +55,8 @@ class AlertCursor:
             failures_after=data.get("failures_after"),
             overdue_partitions=dict(data.get("overdue_partitions", {})),
             waiting_marks=list(data.get("waiting_marks", [])),
+            waiting_floor_ns=int(data.get("waiting_floor_ns", 0)),
+            retrying=list(data.get("retrying", [])),
             waiting_reported=data.get("waiting_reported"),
             pending=[Alert(key, text) for key, text in data.get("pending", [])],
         )
@@ -56,6 +67,8 @@ class AlertCursor:
                 "failures_after": self.failures_after,
                 "overdue_partitions": self.overdue_partitions,
                 "waiting_marks": self.waiting_marks,
+                "waiting_floor_ns": self.waiting_floor_ns,
+                "retrying": self.retrying,
                 "waiting_reported": self.waiting_reported,
                 "pending": [[alert.key, alert.text] for alert in self.pending],
             },
@@ -81,12 +94,19 @@ class Delivery:
     problem: str | None  # why the first alert not sent was not, or None when all were sent
 
 
-def deliver(cursor: AlertCursor, send: Callable[[str], str | None]) -> Delivery:
+def deliver(
+    cursor: AlertCursor,
+    send: Callable[[str], str | None],
+    budget_seconds: float = DELIVERY_BUDGET_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> Delivery:
     """Sends the pending alerts oldest first, stopping at the first the webhook does not take: a webhook
-    that is down or slow costs a tick one attempt, not one per alert. What is not sent stays pending."""
+    that is down or slow costs a tick one attempt, not one per alert. No send starts once
+    `budget_seconds` have passed. What is not sent stays pending, for the next tick."""
     sent: list[Alert] = []
     problem = None
-    while cursor.pending:
+    started = clock()
+    while cursor.pending and clock() - started < budget_seconds:
         problem = send(cursor.pending[0].text)
         if problem is not None:
             break

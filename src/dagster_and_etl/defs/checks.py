@@ -108,6 +108,7 @@ def find_waiting_files(source_folder: SourceFolder, duckdb: StagingDatabase) -> 
                 location=source.location(f.partition_key),
                 waiting_minutes=int((listing.now_ns - f.changed_ns) // (60 * 10**9)),
                 mark=version_mark(f.version),
+                changed_ns=f.changed_ns,
             )
             for f in late
         ],

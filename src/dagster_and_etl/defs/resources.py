@@ -254,7 +254,15 @@ class AlertWebhook(dg.ConfigurableResource):
 
     @property
     def timeout(self) -> float:
-        return read_seconds_setting("ALERT_WEBHOOK_TIMEOUT_SECONDS", self.timeout_seconds) or 0.1
+        from dagster_and_etl.alerting.webhook import MAX_TIMEOUT_SECONDS
+
+        seconds = read_seconds_setting("ALERT_WEBHOOK_TIMEOUT_SECONDS", self.timeout_seconds)
+        if not 0 < seconds <= MAX_TIMEOUT_SECONDS:
+            raise ValueError(
+                f"ALERT_WEBHOOK_TIMEOUT_SECONDS must be more than 0 and at most {MAX_TIMEOUT_SECONDS},"
+                f" got {seconds:g}: a tick must end within Dagster's limit of 60 s"
+            )
+        return seconds
 
 
 @dg.definitions

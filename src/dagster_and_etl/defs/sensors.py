@@ -2,9 +2,27 @@ import warnings
 
 import dagster as dg
 
-from dagster_and_etl.alerting.events import latest_run_failure_id, overdue_partition, run_failures_after
-from dagster_and_etl.alerting.messages import overdue_partition_alert, run_failure_alert, waiting_files_alert
-from dagster_and_etl.alerting.outbox import MAX_PENDING, MAX_WAITING_MARKS, Alert, AlertCursor, deliver
+from dagster_and_etl.alerting.events import (
+    FRESH,
+    latest_run_failure_id,
+    overdue_partition,
+    retries_given_up,
+    run_failures_after,
+)
+from dagster_and_etl.alerting.messages import (
+    OverduePartition,
+    overdue_partition_alert,
+    run_failure_alert,
+    waiting_files_alert,
+)
+from dagster_and_etl.alerting.outbox import (
+    MAX_PENDING,
+    MAX_RETRYING,
+    MAX_WAITING_MARKS,
+    Alert,
+    AlertCursor,
+    deliver,
+)
 from dagster_and_etl.alerting.webhook import post_alert, webhook_name, webhook_problem
 from dagster_and_etl.defs import checks, jobs
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
@@ -139,8 +157,12 @@ def _waiting_files_alerts(
         reports.append(waiting.evaluation())
         cursor.waiting_reported = waiting.signature
     announced = set(cursor.waiting_marks)
-    new = [file for file in waiting.files if file.mark not in announced]
-    cursor.waiting_marks = [file.mark for file in waiting.files][:MAX_WAITING_MARKS]
+    new = [f for f in waiting.files if f.mark not in announced and f.changed_ns > cursor.waiting_floor_ns]
+    # Remembered: the newest waiting files by version, and the older ones by the newest change among them.
+    newest_first = sorted(waiting.files, key=lambda f: f.changed_ns, reverse=True)
+    cursor.waiting_marks = [f.mark for f in newest_first[:MAX_WAITING_MARKS]]
+    older = newest_first[MAX_WAITING_MARKS:]
+    cursor.waiting_floor_ns = older[0].changed_ns if older else 0
     table = checks.assets.duckdb_dynamic_partition_table.key.to_user_string()
     alerts = [waiting_files_alert(table, new, waiting.limit_minutes, ui_url)] if new else []
     return alerts, reports, waiting.description
@@ -156,9 +178,11 @@ def _overdue_partition_alerts(
         overdue = overdue_partition(
             context.instance, check_key, daily_partitions_def, source_folder.source.location
         )
-        if overdue is None:
+        if overdue == FRESH:
             cursor.overdue_partitions.pop(name, None)
-        elif cursor.overdue_partitions.get(name) != overdue.partition:
+        elif (
+            isinstance(overdue, OverduePartition) and cursor.overdue_partitions.get(name) != overdue.partition
+        ):
             cursor.overdue_partitions[name] = overdue.partition
             alerts.append(overdue_partition_alert(overdue, ui_url))
     return alerts
@@ -191,26 +215,34 @@ def alert_sensor(
     if cursor.failures_after is None:  # the first tick: failures from now on
         cursor.failures_after = latest_run_failure_id(context.instance)
     else:
-        failures, cursor.failures_after = run_failures_after(context.instance, cursor.failures_after)
-        found += [run_failure_alert(failure, ui_url) for failure in failures]
+        given_up, still_retrying = retries_given_up(context.instance, cursor.retrying)
+        failures, cursor.failures_after, retrying = run_failures_after(
+            context.instance, cursor.failures_after
+        )
+        cursor.retrying = [*still_retrying, *retrying][-MAX_RETRYING:]
+        found += [run_failure_alert(failure, ui_url) for failure in [*given_up, *failures]]
     found += _overdue_partition_alerts(context, cursor, source_folder, ui_url)
 
     if url is None:
         # Off: what happens now is not sent later either, when alerts are turned on.
+        unsent = len(found) + len(cursor.pending)
         cursor.pending.clear()
         off = "Alerts are off: ALERT_WEBHOOK_URL is not set"
         return dg.SensorResult(
-            skip_reason=f"{off}{f' ({len(found)} not sent)' if found else ''}. {waiting_note}",
+            skip_reason=f"{off}{f' ({unsent} not sent)' if unsent else ''}. {waiting_note}",
             cursor=cursor.serialize(),
             asset_events=reports,
         )
 
+    webhook, timeout = webhook_name(url), alerts.timeout
+    said = []
     dropped = cursor.queue(found)
     if dropped:
-        context.log.warning(f"{dropped} alert(s) dropped: more than {MAX_PENDING} waited for the webhook.")
-    delivery = deliver(cursor, lambda text: post_alert(url, text, alerts.timeout))
-    webhook = webhook_name(url)
-    said = []
+        said.append(
+            f"{dropped} alert(s) dropped, the oldest: more than {MAX_PENDING} waited for the webhook."
+        )
+        context.log.warning(said[-1])
+    delivery = deliver(cursor, lambda text: post_alert(url, text, timeout))
     if delivery.sent:
         said.append(f"{len(delivery.sent)} alert(s) sent to {webhook}.")
         context.log.info(said[-1])
@@ -220,6 +252,8 @@ def alert_sensor(
             " on a later tick."
         )
         context.log.warning(said[-1])
+    if cursor.pending and delivery.problem is None:
+        said.append(f"{len(cursor.pending)} alert(s) left for the next tick, which sends on.")
     if not said:
         said.append("Nothing to report.")
     return dg.SensorResult(
