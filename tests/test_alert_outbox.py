@@ -45,3 +45,17 @@ def test_delivery_goes_oldest_first_and_stops_at_the_first_refusal() -> None:
     delivery = deliver(cursor, lambda text: None)
     assert [alert.key for alert in delivery.sent] == ["b", "c"] and delivery.problem is None
     assert cursor.pending == []
+
+
+def test_a_slow_webhook_does_not_hold_a_tick_past_its_budget() -> None:
+    cursor = AlertCursor(pending=[Alert(str(n), str(n)) for n in range(10)])
+    now = [0.0]
+
+    def slow_send(text: str) -> None:
+        now[0] += 8  # each POST succeeds, after 8 s
+        return None
+
+    delivery = deliver(cursor, slow_send, budget_seconds=20, clock=lambda: now[0])
+    assert [alert.key for alert in delivery.sent] == ["0", "1", "2"]  # started at 0, 8 and 16 s
+    assert delivery.problem is None
+    assert len(cursor.pending) == 7  # sent on by the next ticks
