@@ -7,6 +7,8 @@ tick and the asset check results it reports stored in the instance; the runs are
 import datetime as dt
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -293,9 +295,18 @@ def test_a_webhook_url_that_is_not_http_fails_the_tick_without_losing_the_alert(
     assert len(alerts_on.received) == 1
 
 
-def test_a_run_that_dagster_will_retry_alerts_nothing_and_one_with_no_retry_left_does(
-    source_dir: Path, defs: dg.Definitions, alerts_on: Webhook
-) -> None:
+@dataclass
+class RetriedRun:
+    instance: dg.DagsterInstance
+    alert_sensor: SensorDaemon
+    job: dg.JobDefinition
+    run_id: str
+
+
+@pytest.fixture
+def retried_run(defs: dg.Definitions, alerts_on: Webhook) -> Iterator[RetriedRun]:
+    """An instance with Dagster's run retries on (one retry), the alert sensor started on it, and a daily
+    run whose file has not arrived, failed, that Dagster says it will retry: no alert for it."""
     with dg.instance_for_test(overrides={"run_retries": {"enabled": True, "max_retries": 1}}) as instance:
         alert_daemon = SensorDaemon(instance, defs, sensor_name="alert_sensor")
         alert_daemon.tick()
@@ -304,24 +315,30 @@ def test_a_run_that_dagster_will_retry_alerts_nothing_and_one_with_no_retry_left
         assert instance.get_run_by_id(first.run_id).tags["dagster/will_retry"] == "true"
         alert_daemon.tick()
         assert alerts_on.requests == 0
+        yield RetriedRun(instance, alert_daemon, job, first.run_id)
 
-        # Its retry finds the file, and succeeds: nothing was, or is, sent about the failure before.
-        write_source_file(source_dir, "2018-01-22.csv", seed=1)
-        retry = {"dagster/parent_run_id": first.run_id, "dagster/root_run_id": first.run_id}
-        assert job.execute_in_process(partition_key="2018-01-22", instance=instance, tags=retry).success
-        alert_daemon.tick()
-        assert alerts_on.requests == 0
 
-        # A run with no retry left fails for good: that is said, once.
-        no_retry = {"dagster/max_retries": "0"}
-        last = job.execute_in_process(
-            partition_key="2018-01-23", instance=instance, raise_on_error=False, tags=no_retry
-        )
-        assert instance.get_run_by_id(last.run_id).tags["dagster/will_retry"] == "false"
-        alert_daemon.tick()
-        alert_daemon.tick()
-        (text,) = alerts_on.texts
-        assert last.run_id in text and "2018-01-23" in text
+def test_a_run_that_dagster_will_retry_alerts_nothing_and_one_with_no_retry_left_does(
+    source_dir: Path, retried_run: RetriedRun, alerts_on: Webhook
+) -> None:
+    instance, alert_daemon, job = retried_run.instance, retried_run.alert_sensor, retried_run.job
+    # Its retry finds the file, and succeeds: nothing was, or is, sent about the failure before.
+    write_source_file(source_dir, "2018-01-22.csv", seed=1)
+    retry = {"dagster/parent_run_id": retried_run.run_id, "dagster/root_run_id": retried_run.run_id}
+    assert job.execute_in_process(partition_key="2018-01-22", instance=instance, tags=retry).success
+    alert_daemon.tick()
+    assert alerts_on.requests == 0
+
+    # A run with no retry left fails for good: that is said, once.
+    no_retry = {"dagster/max_retries": "0"}
+    last = job.execute_in_process(
+        partition_key="2018-01-23", instance=instance, raise_on_error=False, tags=no_retry
+    )
+    assert instance.get_run_by_id(last.run_id).tags["dagster/will_retry"] == "false"
+    alert_daemon.tick()
+    alert_daemon.tick()
+    (text,) = alerts_on.texts
+    assert last.run_id in text and "2018-01-23" in text
 
 
 def test_a_file_waiting_too_long_turns_the_event_driven_table_overdue_once_until_loaded(
@@ -450,22 +467,14 @@ def test_a_failure_with_metadata_of_another_shape_is_still_reported(
 
 
 def test_a_retry_that_dagster_could_not_launch_is_reported_as_a_failure_for_good(
-    source_dir: Path, defs: dg.Definitions, alerts_on: Webhook
+    retried_run: RetriedRun, alerts_on: Webhook
 ) -> None:
-    with dg.instance_for_test(overrides={"run_retries": {"enabled": True, "max_retries": 1}}) as instance:
-        alert_daemon = SensorDaemon(instance, defs, sensor_name="alert_sensor")
-        alert_daemon.tick()
-        job = job_with_retries(defs, dg.RetryPolicy(max_retries=0))
-        failed = job.execute_in_process(partition_key="2018-01-22", instance=instance, raise_on_error=False)
-        alert_daemon.tick()
-        assert alerts_on.requests == 0
-
-        # The retry daemon marks the run so when it cannot launch the retry.
-        instance.add_run_tags(failed.run_id, {"dagster/will_retry": "false"})
-        alert_daemon.tick()
-        alert_daemon.tick()
-        (text,) = alerts_on.texts
-        assert failed.run_id in text
+    # The retry daemon marks the run so when it cannot launch the retry.
+    retried_run.instance.add_run_tags(retried_run.run_id, {"dagster/will_retry": "false"})
+    retried_run.alert_sensor.tick()
+    retried_run.alert_sensor.tick()
+    (text,) = alerts_on.texts
+    assert retried_run.run_id in text
 
 
 def test_more_files_waiting_than_the_cursor_remembers_are_announced_once(

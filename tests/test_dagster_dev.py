@@ -202,6 +202,13 @@ def test_backlog_with_two_bad_files_under_dagster_dev_fails_only_their_partition
         assert f"Error: 1 bad line(s): line {line}, column {column} (CAST)\n" in text
     assert "2018/02/30" not in text and "twelve" not in text
     assert text.endswith(f"Run: http://127.0.0.1:3000/runs/{batch.run_id}")
+    # Its ticks also evaluate the event-driven table's freshness, stored with no run: nothing is late.
+    check = dg.AssetCheckKey(TABLE, "files_loaded_in_time")
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        summary = instance.event_log_storage.get_asset_check_summary_records([check])[check]
+    record = summary.last_completed_check_execution_record
+    assert record is not None and record.run_id == "" and record.event is not None
+    assert record.event.asset_check_evaluation.passed
 
     # The bad date is mended: the rewritten file is loaded by itself; the other bad file stays failed.
     write_source_file(source_dir, f"{bad_date}.csv", seed=13)
