@@ -54,6 +54,17 @@ def drop_bad_file(landing: FolderLanding | BucketLanding) -> str:
     return bad
 
 
+@pytest.fixture
+def failed_load(
+    source_dir: Path, instance: dg.DagsterInstance, defs: dg.Definitions, alert_sensor: SensorDaemon
+) -> str:
+    """With the alert sensor started: a bad file dropped in a folder and the file sensor's runs done,
+    one of them failed. The bad file's location."""
+    bad = drop_bad_file(FolderLanding(source_dir))
+    SensorDaemon(instance, defs).run_until_idle()
+    return bad
+
+
 def latest_result(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> dg.AssetCheckEvaluation | None:
     summary = instance.event_log_storage.get_asset_check_summary_records([key])[key]
     record = summary.last_completed_check_execution_record
@@ -193,19 +204,12 @@ def test_a_daily_file_that_never_arrives_alerts_once_and_is_overdue_at_0730(
 
 @pytest.mark.parametrize("down", ["port closed", "HTTP 500"])
 def test_an_alert_waits_while_the_webhook_is_down_and_is_sent_once_across_a_restart(
-    source_dir: Path,
-    instance: dg.DagsterInstance,
-    defs: dg.Definitions,
-    alerts_on: Webhook,
-    alert_sensor: SensorDaemon,
-    down: str,
+    instance: dg.DagsterInstance, alerts_on: Webhook, alert_sensor: SensorDaemon, failed_load: str, down: str
 ) -> None:
     if down == "port closed":
         alerts_on.stop()
     else:
         alerts_on.answer = "error"
-    drop_bad_file(FolderLanding(source_dir))
-    SensorDaemon(instance, defs).run_until_idle()
 
     for _ in range(3):
         reason = alert_sensor.tick().skip_reason or ""
@@ -277,15 +281,8 @@ def test_without_a_webhook_url_alerts_are_off_and_say_so(
 
 
 def test_a_webhook_url_that_is_not_http_fails_the_tick_without_losing_the_alert(
-    source_dir: Path,
-    instance: dg.DagsterInstance,
-    defs: dg.Definitions,
-    alerts_on: Webhook,
-    alert_sensor: SensorDaemon,
-    monkeypatch: pytest.MonkeyPatch,
+    alerts_on: Webhook, alert_sensor: SensorDaemon, failed_load: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    drop_bad_file(FolderLanding(source_dir))
-    SensorDaemon(instance, defs).run_until_idle()
     monkeypatch.setenv("ALERT_WEBHOOK_URL", "hooks.example.com/T000/B000/xyz")
     with pytest.raises(dg.Failure, match="ALERT_WEBHOOK_URL cannot be used: it is not an http"):
         alert_sensor.tick()
@@ -414,18 +411,14 @@ def test_a_webhook_url_that_cannot_work_fails_the_tick_without_repeating_its_sec
     ],
 )
 def test_a_webhook_that_redirects_or_answers_badly_keeps_the_alert(
-    source_dir: Path,
-    instance: dg.DagsterInstance,
-    defs: dg.Definitions,
     alerts_on: Webhook,
     alert_sensor: SensorDaemon,
+    failed_load: str,
     monkeypatch: pytest.MonkeyPatch,
     answer: str,
     said: str,
 ) -> None:
     monkeypatch.setenv("ALERT_WEBHOOK_TIMEOUT_SECONDS", "1")
-    drop_bad_file(FolderLanding(source_dir))
-    SensorDaemon(instance, defs).run_until_idle()
     alerts_on.answer = answer
 
     reason = alert_sensor.tick().skip_reason or ""
