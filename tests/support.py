@@ -1,15 +1,13 @@
 """Helpers the tests share: writing source files and ticking the sensor as the daemon would."""
 
 import os
-import time
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
+from dagster_and_etl import testing
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
-from dagster_and_etl.ingest.source import settle_horizon
-from dagster_and_etl.ingest.source_folder import TIMESTAMP_SLACK_NS, list_source_files
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.testing import SensorDaemon
 
@@ -38,9 +36,7 @@ def with_bad_value(seed: int, line: int, column: int, value: str) -> str:
 
 def wait_until_settled(folder: Path, settle_ns: int = 0) -> None:
     """Waits until every file in `folder` has aged past the settle window and the timestamp slack."""
-    latest = max((f.changed_ns for f in list_source_files(folder).files), default=0)
-    while latest > settle_horizon(time.time_ns(), settle_ns, TIMESTAMP_SLACK_NS):
-        time.sleep(0.05)
+    testing.wait_until_settled(folder, settle_ns / 1e9)
 
 
 def run_daily(defs: dg.Definitions, instance: dg.DagsterInstance, key: str) -> dg.ExecuteInProcessResult:

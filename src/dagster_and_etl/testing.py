@@ -12,7 +12,9 @@ a run key twice, and it runs what was launched. `SensorDaemon` does all three, i
         assert daemon.tick().launched == []   # nothing new: nothing requested, or only known run keys
 """
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
@@ -148,9 +150,21 @@ class SensorDaemon:
         return keys[keys.index(start) : keys.index(end) + 1]
 
 
+def wait_until_settled(folder: Path | str, settle_seconds: float = 0) -> None:
+    """Waits until every file in `folder` has gone unchanged for `settle_seconds` and the one second
+    that file timestamps are trusted to within, so that a tick sees the files as settled, not still being
+    written. A test that ticks the sensor right after writing files calls this first."""
+    from dagster_and_etl.ingest.source import settle_horizon
+    from dagster_and_etl.ingest.source_folder import TIMESTAMP_SLACK_NS, list_source_files
+
+    latest = max((f.changed_ns for f in list_source_files(Path(folder)).files), default=0)
+    while latest > settle_horizon(time.time_ns(), int(settle_seconds * 1e9), TIMESTAMP_SLACK_NS):
+        time.sleep(0.05)
+
+
 def launched_partition_keys(ticks: list[Tick]) -> list[str]:
     """Every partition key the ticks' launched runs covered, in the order they were launched."""
     return [key for tick in ticks for key in tick.partition_keys]
 
 
-__all__ = ["SensorDaemon", "Tick", "launched_partition_keys"]
+__all__ = ["SensorDaemon", "Tick", "launched_partition_keys", "wait_until_settled"]

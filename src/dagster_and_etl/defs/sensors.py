@@ -1,3 +1,28 @@
+"""The sensors: `dynamic_sensor`, which loads files as they land, and the two that watch the pipelines,
+`freshness_checks_sensor` and `alert_sensor`.
+
+Reading `dynamic_sensor` in the lesson's four steps (docs/from-the-lesson.md maps each line):
+
+1. **A sensor for the job.** `@dg.sensor(target=jobs.import_dynamic_partition_job)`, as in the lesson,
+   stopped until someone turns it on, ticking every 10 seconds. It takes the resources `source_folder`
+   (where files land: `SOURCE_DIR`, a folder or an S3 prefix) and `duckdb` (the database the loads write).
+2. **What was already processed.** `SensorCursor.parse(context.cursor)` (ingest/sensor_plan.py). The
+   lesson keeps every file name in the cursor; here it is a horizon, the time up to which every change
+   was requested, so it stays small however many files there are. Which files are known is read from the
+   partitions registered in the instance, and only on a tick where something in the folder changed.
+3. **What is new.** `source.list()` lists the folder or prefix once (ingest/source_folder.py,
+   ingest/source_bucket.py); `plan_tick` decides, without touching Dagster, which files are new or
+   changed since the cursor, which are still being written and wait, and how they are grouped into runs
+   of up to `SENSOR_MAX_BATCH` files.
+4. **Run the job for them.** The `SensorResult` carries one `RunRequest` per batch (a partition key, or a
+   range of keys), a run key made from the files' versions so the same version is never loaded twice,
+   the request that registers the new partition keys, and the new cursor; or, with nothing to do, a skip
+   reason saying why.
+
+The daemon applies all of it after the tick: it adds the partitions, launches each new run key once and
+stores the cursor. `dagster_and_etl.testing.SensorDaemon` does the same in a test.
+"""
+
 import warnings
 
 import dagster as dg
