@@ -18,9 +18,10 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	touch $@
 
 # The UI and the daemon on http://127.0.0.1:3000, with schedules, sensors and runs kept in .dagster_home/.
+# `dg dev` is what Dagster now recommends; `dagster dev -w workspace.yaml` starts the same code location.
 dev: install
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dg dev
 
 # The same with SOURCE_DIR=s3://landing/incoming/ on moto's S3 server, in memory, on 127.0.0.1:$(S3_PORT),
 # which starts holding the sample files and stops with dagster dev. Its tables go to data/staging/s3.duckdb

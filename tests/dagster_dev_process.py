@@ -1,4 +1,5 @@
-"""A real `dagster dev`, started as `make dev` starts it, for the tests that need the webserver and daemon.
+"""A real `dagster dev`, started as `make dev` starts it (`dg dev`), for the tests that need the webserver
+and daemon.
 
 A test module imports `dagster_home_fixture` and `dagster_dev_fixture` to have the fixtures `dagster_home`
 and `dagster_dev`. Every `dagster dev` a test starts runs in its own process group and is stopped, with
@@ -75,7 +76,7 @@ def dagster_dev_fixture(dagster_home: Path, tmp_path: Path) -> Iterator[Callable
         port = free_port()
         log = (tmp_path / f"dagster-dev-{len(processes)}.log").open("w")
         process = subprocess.Popen(
-            [BIN / "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
+            [BIN / "dg", "dev", "-p", str(port)],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=log,
