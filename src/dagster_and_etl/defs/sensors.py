@@ -49,7 +49,7 @@ from dagster_and_etl.alerting.outbox import (
     deliver,
 )
 from dagster_and_etl.alerting.webhook import post_alert, webhook_name, webhook_problem
-from dagster_and_etl.defs import checks, jobs
+from dagster_and_etl.defs import assets, checks, jobs
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
 from dagster_and_etl.defs.resources import AlertWebhook, DatabaseBusy, SourceFolder, StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import RawTable
@@ -151,8 +151,8 @@ def dynamic_sensor(
     )
 
 
-# Runs the daily table's freshness check at each deadline (07:30 UTC), and not again while it fails:
-# the run that loads the late partition runs it too.
+# Runs the daily table's freshness check at each deadline (07:30 UTC); while it fails, again only once
+# the table has been loaded since, which turns it green when the late day is in.
 with warnings.catch_warnings():  # superseded, as the checks it runs are (see checks.py)
     warnings.simplefilter("ignore", dg.SupersessionWarning)
     freshness_checks_sensor = dg.build_sensor_for_freshness_checks(
@@ -165,7 +165,6 @@ DAILY_FRESHNESS_CHECKS = [spec.key for spec in checks.daily_freshness_checks[0].
 
 
 def _waiting_files_alerts(
-    context: dg.SensorEvaluationContext,
     cursor: AlertCursor,
     source_folder: SourceFolder,
     duckdb: StagingDatabase,
@@ -188,7 +187,7 @@ def _waiting_files_alerts(
     cursor.waiting_marks = [f.mark for f in newest_first[:MAX_WAITING_MARKS]]
     older = newest_first[MAX_WAITING_MARKS:]
     cursor.waiting_floor_ns = older[0].changed_ns if older else 0
-    table = checks.assets.duckdb_dynamic_partition_table.key.to_user_string()
+    table = assets.duckdb_dynamic_partition_table.key.to_user_string()
     alerts = [waiting_files_alert(table, new, waiting.limit_minutes, ui_url)] if new else []
     return alerts, reports, waiting.description
 
@@ -236,7 +235,7 @@ def alert_sensor(
     cursor = AlertCursor.parse(context.cursor)
     ui_url = alerts.dagster_ui_url
 
-    found, reports, waiting_note = _waiting_files_alerts(context, cursor, source_folder, duckdb, ui_url)
+    found, reports, waiting_note = _waiting_files_alerts(cursor, source_folder, duckdb, ui_url)
     if cursor.failures_after is None:  # the first tick: failures from now on
         cursor.failures_after = latest_run_failure_id(context.instance)
     else:
