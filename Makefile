@@ -30,11 +30,12 @@ S3_PORT ?= 5055
 dev-s3: install
 	$(BIN)/python -m dagster_and_etl.local_s3 dev --port $(S3_PORT)
 
-# Two test processes, a module each at a time: the suite spends most of its time waiting on dagster dev,
-# DuckDB and subprocesses, so two workers on two cores halve it.
+# Two test processes, which take tests from each other's queue so that neither idles at the end: the
+# suite spends most of its time waiting on dagster dev, DuckDB and subprocesses, so two workers on two
+# cores halve it.
 TEST_WORKERS ?= 2
 test: install
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: install
 	$(BIN)/ruff check .
