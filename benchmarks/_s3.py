@@ -12,7 +12,6 @@ long ago, such as the bulk of a prefix an hour after they landed.
 """
 
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -106,21 +105,6 @@ def moto_server_process(log: Path, age_seconds: float = 0) -> Iterator[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-
-
-@contextlib.contextmanager
-def moto_server_thread() -> Iterator[str]:
-    """moto's `ThreadedMotoServer` in a thread of this process (as the tests run it)."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def upload(

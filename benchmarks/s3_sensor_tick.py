@@ -39,6 +39,7 @@ from benchmarks._stats import ratio_line, summary
 from dagster_and_etl.definitions import defs as load_defs
 from dagster_and_etl.defs import resources
 from dagster_and_etl.ingest.source_bucket import BucketSource
+from dagster_and_etl.local_s3 import s3_server
 from dagster_and_etl.sample_data import HEADER
 from dagster_and_etl.testing import SensorDaemon
 
@@ -129,7 +130,7 @@ def server(kind: str, scratch: Path, age: float) -> contextlib.AbstractContextMa
     if kind == "process":
         return _s3.moto_server_process(scratch / "moto.log", age_seconds=age)
     assert not age, "--age needs --server process"
-    return _s3.moto_server_thread()
+    return s3_server(0)  # moto in a thread of this process, as the tests and make dev-s3 run it
 
 
 def main() -> None:
