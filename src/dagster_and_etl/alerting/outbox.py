@@ -10,6 +10,10 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dagster_and_etl.alerting.messages import WaitingFile
 
 # Alerts waiting for the webhook; beyond this the oldest are dropped, so the cursor stays small.
 MAX_PENDING = 100
@@ -86,6 +90,17 @@ class AlertCursor:
         dropped = max(0, len(self.pending) - MAX_PENDING)
         del self.pending[:dropped]
         return dropped
+
+    def newly_waiting(self, files: list["WaitingFile"]) -> list["WaitingFile"]:
+        """Of the files waiting too long now, those not announced before; remembers them all as announced:
+        the newest `MAX_WAITING_MARKS` by version, the older ones by the newest change among them."""
+        announced = set(self.waiting_marks)
+        new = [f for f in files if f.mark not in announced and f.changed_ns > self.waiting_floor_ns]
+        newest_first = sorted(files, key=lambda f: f.changed_ns, reverse=True)
+        self.waiting_marks = [f.mark for f in newest_first[:MAX_WAITING_MARKS]]
+        older = newest_first[MAX_WAITING_MARKS:]
+        self.waiting_floor_ns = older[0].changed_ns if older else 0
+        return new
 
 
 @dataclass(frozen=True)

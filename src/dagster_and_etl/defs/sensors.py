@@ -43,7 +43,6 @@ from dagster_and_etl.alerting.messages import (
 from dagster_and_etl.alerting.outbox import (
     MAX_PENDING,
     MAX_RETRYING,
-    MAX_WAITING_MARKS,
     Alert,
     AlertCursor,
     deliver,
@@ -180,13 +179,7 @@ def _waiting_files_alerts(
     if waiting.signature != cursor.waiting_reported:
         reports.append(waiting.evaluation())
         cursor.waiting_reported = waiting.signature
-    announced = set(cursor.waiting_marks)
-    new = [f for f in waiting.files if f.mark not in announced and f.changed_ns > cursor.waiting_floor_ns]
-    # Remembered: the newest waiting files by version, and the older ones by the newest change among them.
-    newest_first = sorted(waiting.files, key=lambda f: f.changed_ns, reverse=True)
-    cursor.waiting_marks = [f.mark for f in newest_first[:MAX_WAITING_MARKS]]
-    older = newest_first[MAX_WAITING_MARKS:]
-    cursor.waiting_floor_ns = older[0].changed_ns if older else 0
+    new = cursor.newly_waiting(waiting.files)
     table = assets.duckdb_dynamic_partition_table.key.to_user_string()
     alerts = [waiting_files_alert(table, new, waiting.limit_minutes, ui_url)] if new else []
     return alerts, reports, waiting.description
