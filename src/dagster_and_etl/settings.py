@@ -4,8 +4,11 @@ Relative paths are resolved against the project root, never the working director
 `dg dev` and pytest find the same folders wherever they are started from.
 """
 
+import math
 import os
 from pathlib import Path
+
+import dagster as dg
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +27,13 @@ DEFAULTS = {
     "ALERT_WEBHOOK_TIMEOUT_SECONDS": "5",
     "DAGSTER_UI_URL": "http://127.0.0.1:3000",
 }
+
+
+class SettingError(dg.Failure):
+    """A setting holds a value it cannot have; the message names it. No retry mends it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(description=message, allow_retries=False)
 
 
 def is_s3_uri(value: str) -> bool:
@@ -59,7 +69,7 @@ def read_flag_setting(name: str, override: bool | None = None) -> bool:
         return True
     if raw in ("false", "no", "0", "off"):
         return False
-    raise ValueError(f"{name} must be true or false, got {raw!r}")
+    raise SettingError(f"{name} must be true or false, got {raw!r}")
 
 
 def read_path_setting(name: str, override: str | None = None) -> Path:
@@ -72,9 +82,9 @@ def read_seconds_setting(name: str, override: float | None = None) -> float:
     try:
         seconds = float(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not seconds >= 0:  # also rejects NaN
-        raise ValueError(f"{name} must be zero or more seconds, got {raw!r}")
+        raise SettingError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:  # NaN, inf and 1e400 are no time to wait
+        raise SettingError(f"{name} must be a finite number of seconds, zero or more, got {raw!r}")
     return seconds
 
 
@@ -84,7 +94,7 @@ def read_count_setting(name: str, override: int | None = None) -> int:
     try:
         count = int(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+        raise SettingError(f"{name} must be a whole number, got {raw!r}") from None
     if count < 1:
-        raise ValueError(f"{name} must be at least 1, got {raw!r}")
+        raise SettingError(f"{name} must be at least 1, got {raw!r}")
     return count

@@ -218,15 +218,16 @@ class StagingDatabase(dg.ConfigurableResource):
         finally:
             conn.close()
 
-    def loaded_versions(self, table: "RawTable") -> dict[str, str]:
-        """The file version each partition of `table` holds, from the load history, read at once:
-        `DatabaseBusy` while a load writes."""
+    def loaded_versions(self, table: "RawTable", partition_keys: list[str] | None = None) -> dict[str, str]:
+        """The file version each partition of `table` (or of `partition_keys`) holds, from the load
+        history, read at once: `DatabaseBusy` while a load writes."""
         from dagster_and_etl.ingest.duckdb_load import loaded_versions
 
         with self.read_now() as conn:
             if conn is None:
                 return {}
-            return {key: version for key, (version, _) in loaded_versions(conn, table).items()}
+            found = loaded_versions(conn, table, partition_keys)
+            return {key: version for key, (version, _) in found.items()}
 
 
 class AlertWebhook(dg.ConfigurableResource):

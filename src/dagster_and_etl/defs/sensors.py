@@ -23,6 +23,7 @@ The daemon applies all of it after the tick: it adds the partitions, launches ea
 stores the cursor. `dagster_and_etl.testing.SensorDaemon` does the same in a test.
 """
 
+import dataclasses
 import warnings
 
 import dagster as dg
@@ -52,12 +53,17 @@ from dagster_and_etl.defs import assets, checks, jobs
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
 from dagster_and_etl.defs.resources import AlertWebhook, DatabaseBusy, SourceFolder, StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import RawTable
+from dagster_and_etl.ingest.lost_loads import (
+    database_stamp,
+    latest_recorded_load,
+    lost_load_problem,
+    runs_in_flight,
+)
 from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
 from dagster_and_etl.ingest.source import SourceUnavailable
 
 # The tags the daemon puts on the runs a sensor launches.
 RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
-ENDED_UNLOADED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 
 def _run_request(batch: RunBatch, run_key: str) -> dg.RunRequest:
@@ -73,17 +79,45 @@ def _run_request(batch: RunBatch, run_key: str) -> dg.RunRequest:
 
 
 def _run_key_to_retry(instance: dg.DagsterInstance, sensor_name: str, run_key: str) -> str:
-    """For a rebuild: the batch's run key, or, when a run under that key failed or was cancelled, a new
-    one (`<run key>~2`, `~3`, ...), as the daemon never starts a run key twice."""
+    """For a rebuild: the batch's run key, or a new one (`<run key>~2`, `~3`, ...) when a run under that
+    key has ended, as the daemon never starts a run key twice.
+
+    A rebuild requests only files whose current version the load history does not hold, so a run that
+    ended under the same key did not leave them loaded: it failed, was cancelled, or loaded into a
+    database since lost, emptied or restored from an older backup. A run still queued or under way keeps
+    its key, and the daemon does not start it twice."""
     candidate, attempt = run_key, 1
     while True:
         runs = instance.get_runs(
             dg.RunsFilter(tags={RUN_KEY_TAG: candidate, SENSOR_NAME_TAG: sensor_name}), limit=1
         )
-        if not runs or runs[0].status not in ENDED_UNLOADED:
+        if not runs or not runs[0].is_finished:
             return candidate
         attempt += 1
         candidate = f"{run_key}~{attempt}"
+
+
+def _database_check(
+    context: dg.SensorEvaluationContext, duckdb: StagingDatabase, cursor: SensorCursor, rebuilt: bool
+) -> tuple[str | None, str | None]:
+    """The database's stamp and, once found, why it does not hold what Dagster recorded as loaded,
+    to keep in the cursor. Looked at only when the file changed and no run of this sensor still loads;
+    a rebuild has just read the load history itself, so the next tick looks afresh."""
+    if rebuilt:
+        return None, None
+    stamp = database_stamp(duckdb.path)
+    if cursor.database_problem is not None or stamp == cursor.database:
+        return cursor.database, cursor.database_problem
+    if runs_in_flight(context.instance, "dynamic_sensor"):
+        return cursor.database, None
+    recorded = latest_recorded_load(context.instance, assets.duckdb_dynamic_partition_table.key)
+    if recorded is None:  # nothing loaded yet: nothing the database could lack
+        return None, None
+    try:
+        loaded = duckdb.loaded_versions(RawTable.DYNAMIC, [recorded.partition_key])
+    except DatabaseBusy:
+        return cursor.database, None
+    return stamp, lost_load_problem(recorded, loaded, duckdb.path)
 
 
 @dg.sensor(
@@ -130,23 +164,28 @@ def dynamic_sensor(
         context.log.info(f"No cursor: {len(plan.to_request)} file(s) not loaded at their current version.")
     if plan.waiting:
         context.log.info(f"{len(plan.waiting)} file(s) wait for the next tick: runs-per-tick limit reached.")
+    stamp, problem = _database_check(context, duckdb, cursor, plan.rebuilt)
+    next_cursor = dataclasses.replace(plan.cursor, database=stamp, database_problem=problem).serialize()
+    if problem is not None:
+        context.log.warning(problem + ".")
     registrations = (
         [dynamic_partitions_def.build_add_request(plan.new_partition_keys)] if plan.new_partition_keys else []
     )
     if not plan.batches:
+        reason = plan.skip_reason(str(source))
         return dg.SensorResult(
-            skip_reason=plan.skip_reason(str(source)),
+            skip_reason=reason if problem is None else f"{problem}. {reason}",
             dynamic_partitions_requests=registrations,
-            cursor=plan.cursor.serialize(),
+            cursor=next_cursor,
         )
     run_keys = [batch.run_key for batch in plan.batches]
     if plan.rebuilt:
-        # Files of a run that failed or was cancelled are not loaded, and are due again.
+        # Files of a run that ended without leaving them in the load history are due again.
         run_keys = [_run_key_to_retry(context.instance, "dynamic_sensor", key) for key in run_keys]
     return dg.SensorResult(
         run_requests=[_run_request(batch, key) for batch, key in zip(plan.batches, run_keys, strict=True)],
         dynamic_partitions_requests=registrations,
-        cursor=plan.cursor.serialize(),
+        cursor=next_cursor,
     )
 
 

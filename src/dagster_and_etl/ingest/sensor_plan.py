@@ -52,6 +52,10 @@ class SensorCursor:
     # With a lookback: the stamp at or below which the files stamped within it were too many to remember
     # (see `MAX_REMEMBERED`); 0 when all are remembered.
     floor_ns: int = 0
+    # Kept by the sensor, not the planner (see ingest/lost_loads.py): the database file as it was when
+    # found holding the last load Dagster recorded, and, once it was found not to, why, until a reset.
+    database: str | None = None
+    database_problem: str | None = None
 
     @property
     def is_fresh(self) -> bool:
@@ -65,6 +69,10 @@ class SensorCursor:
             stored["clock_ns"] = self.clock_ns
         if self.floor_ns:
             stored["floor_ns"] = self.floor_ns
+        if self.database:
+            stored["database"] = self.database
+        if self.database_problem:
+            stored["database_problem"] = self.database_problem
         return json.dumps(stored, separators=(",", ":"))
 
     @classmethod
@@ -75,6 +83,7 @@ class SensorCursor:
             horizon_ns, digest = stored.get("horizon_ns", 0), stored.get("names_digest")
             requested, clock_ns = stored.get("requested", {}), stored.get("clock_ns", 0)
             floor_ns = stored.get("floor_ns", 0)
+            database, problem = stored.get("database"), stored.get("database_problem")
         except (ValueError, TypeError, AttributeError):
             return cls()
         if (
@@ -85,9 +94,11 @@ class SensorCursor:
             or not isinstance(digest, str | None)
             or not isinstance(requested, dict)
             or not all(isinstance(v, str) for v in requested.values())
+            or not isinstance(database, str | None)
+            or not isinstance(problem, str | None)
         ):
             return cls()
-        return cls(horizon_ns, digest, requested, clock_ns, floor_ns)
+        return cls(horizon_ns, digest, requested, clock_ns, floor_ns, database, problem)
 
 
 @dataclass(frozen=True)
