@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -566,20 +565,20 @@ print(sorted(report.loaded), {k: e.problem for k, e in report.failed.items()})
 """
 
 
-def test_a_file_that_cannot_be_read_holds_back_only_itself() -> None:
+def test_a_file_that_cannot_be_read_holds_back_only_itself(tmp_path: Path) -> None:
     """Folder only: file permissions, which the S3 server on loopback has no equivalent of."""
-    folder = Path(tempfile.mkdtemp(prefix="unreadable-"))  # outside pytest's private temporary folder
-    try:
-        folder.chmod(0o777)
-        for seed, key in enumerate(["a", "locked", "c"]):
-            write_source_file(folder, f"{key}.csv", seed=seed).chmod(0o666)
-        (folder / "locked.csv").chmod(0)
-        command = [sys.executable, "-c", UNREADABLE_LOAD, str(folder)]
-        if os.geteuid() == 0:  # root reads any file: load as an ordinary user
-            if shutil.which("setpriv") is None:
-                pytest.skip("needs setpriv to drop root")
-            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-        output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=PROJECT_ROOT).stdout
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    for seed, key in enumerate(["a", "locked", "c"]):
+        write_source_file(folder, f"{key}.csv", seed=seed)
+    (folder / "locked.csv").chmod(0)
+    command = [sys.executable, "-c", UNREADABLE_LOAD, str(folder)]
+    if os.geteuid() == 0:
+        # Root reads any file through its capabilities to override permissions: load as root without
+        # them, so that the checkout and its environment stay reachable wherever they are.
+        if shutil.which("setpriv") is None:
+            pytest.skip("needs setpriv to drop root's capabilities")
+        caps = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *command]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=PROJECT_ROOT).stdout
     assert output.strip() == "['a', 'c'] {'locked': 'it cannot be read: Permission denied'}"
