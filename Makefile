@@ -7,14 +7,17 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install dev dev-s3 test lint format sample-data clean
+.PHONY: install dev dev-s3 test test-fast lint format sample-data clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml uv.lock
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (it is on the machines this project is built
+# on), Python never caches the bytecode it compiles, and every process Dagster starts (dg, the webserver,
+# the daemon, the code server, each run's own process) would compile Dagster's modules again: about 3 s.
+$(VENV)/.installed: pyproject.toml uv.lock Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv sync --frozen --inexact
+	$(BIN)/uv sync --frozen --inexact --compile-bytecode
 	touch $@
 
 # The UI and the daemon on http://127.0.0.1:3000, with schedules, sensors and runs kept in .dagster_home/.
@@ -32,10 +35,21 @@ dev-s3: install
 
 # Two test processes, which take tests from each other's queue so that neither idles at the end: the
 # suite spends most of its time waiting on dagster dev, DuckDB and subprocesses, so two workers on two
-# cores halve it.
+# cores halve it. Each run prints its 15 slowest tests. The tests' temporary folders (their source files,
+# DuckDB files and Dagster instances) go to a folder of their own in memory (/dev/shm) where there is one:
+# SQLite and DuckDB flush every commit to disk, and on a slow disk that doubles the suite's time.
 TEST_WORKERS ?= 2
+PYTEST = tmp=$$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	TMPDIR=$$tmp $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
+
+# Everything: what CI runs.
 test: install
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
+	$(PYTEST)
+
+# The inner loop, for use while working: every test that starts no dg or dagster process and no browser
+# (those are marked `slow`: the CLI, dg dev, the walkthrough in Chromium). Run `make test` before pushing.
+test-fast: install
+	$(PYTEST) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

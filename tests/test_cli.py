@@ -5,8 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow  # each test starts dg or dagster
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:
