@@ -22,6 +22,7 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+SENSOR_INTERVALS = {"SENSOR_INTERVAL_SECONDS": "1", "ALERT_INTERVAL_SECONDS": "1"}
 
 
 def free_port() -> int:
@@ -68,11 +69,17 @@ def dagster_home_fixture(tmp_path: Path) -> Path:
 def dagster_dev_fixture(dagster_home: Path, tmp_path: Path) -> Iterator[Callable[[], int]]:
     """Starts `dagster dev` as `make dev` does, on a free port; every start is stopped at the end.
 
-    Each start takes the environment as it is then, so a test may change a setting before starting."""
+    Each start takes the environment as it is then, so a test may change a setting before starting. The
+    sensors tick every second unless the test sets their intervals: a test waits for ticks, not for time."""
     processes: list[subprocess.Popen] = []
 
     def start() -> int:
-        env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "SENSOR_SETTLE_SECONDS": "0"}
+        env = {
+            **SENSOR_INTERVALS,
+            **os.environ,
+            "DAGSTER_HOME": str(dagster_home),
+            "SENSOR_SETTLE_SECONDS": "0",
+        }
         port = free_port()
         log = (tmp_path / f"dagster-dev-{len(processes)}.log").open("w")
         process = subprocess.Popen(

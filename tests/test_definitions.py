@@ -2,7 +2,10 @@
 files it ships in `data/source` load and follow the reference format."""
 
 import datetime as dt
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -108,3 +111,38 @@ def test_shipped_sample_files_all_load_with_the_daily_job(defs, instance, monkey
                 "SELECT count(*) FROM raw_partition_data WHERE partition_key = ?", [path.stem]
             ).fetchone()
         assert count == len(path.read_text().split("\n")) - 1
+
+
+# The sensors' intervals are part of their definitions, read when the code location loads: a process of
+# its own loads it with the settings given.
+INTERVALS = """
+from dagster_and_etl.definitions import defs
+d = defs()
+print(d.resolve_sensor_def("dynamic_sensor").minimum_interval_seconds,
+      d.resolve_sensor_def("alert_sensor").minimum_interval_seconds)
+"""
+
+
+def sensor_intervals(**settings: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("SENSOR_INTERVAL_SECONDS", "ALERT_INTERVAL_SECONDS")
+    }
+    return subprocess.run(
+        [sys.executable, "-c", INTERVALS],
+        env={**env, **settings},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_sensors_tick_every_10_and_30_seconds_unless_set_otherwise() -> None:
+    assert sensor_intervals().stdout.split() == ["10", "30"]
+    set_otherwise = sensor_intervals(SENSOR_INTERVAL_SECONDS="2", ALERT_INTERVAL_SECONDS="3")
+    assert set_otherwise.stdout.split() == ["2", "3"], set_otherwise.stderr
+
+
+def test_an_interval_that_is_not_a_whole_number_of_seconds_fails_loading_naming_the_setting() -> None:
+    result = sensor_intervals(SENSOR_INTERVAL_SECONDS="0.5")
+    assert result.returncode != 0
+    assert "SENSOR_INTERVAL_SECONDS must be a whole number, got '0.5'" in result.stderr

@@ -4,8 +4,9 @@
 Reading `dynamic_sensor` in the lesson's four steps (docs/from-the-lesson.md maps each line):
 
 1. **A sensor for the job.** `@dg.sensor(target=jobs.import_dynamic_partition_job)`, as in the lesson,
-   stopped until someone turns it on, ticking every 10 seconds. It takes the resources `source_folder`
-   (where files land: `SOURCE_DIR`, a folder or an S3 prefix) and `duckdb` (the database the loads write).
+   stopped until someone turns it on, ticking every 10 seconds (`SENSOR_INTERVAL_SECONDS`). It takes the
+   resources `source_folder` (where files land: `SOURCE_DIR`, a folder or an S3 prefix) and `duckdb` (the
+   database the loads write).
 2. **What was already processed.** `SensorCursor.parse(context.cursor)` (ingest/sensor_plan.py). The
    lesson keeps every file name in the cursor; here it is a horizon, the time up to which every change
    was requested, so it stays small however many files there are. Which files are known is read from the
@@ -61,6 +62,7 @@ from dagster_and_etl.ingest.lost_loads import (
 )
 from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
 from dagster_and_etl.ingest.source import SourceUnavailable
+from dagster_and_etl.settings import read_count_setting
 
 # The tags the daemon puts on the runs a sensor launches.
 RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
@@ -122,7 +124,9 @@ def _database_check(
 
 @dg.sensor(
     target=jobs.import_dynamic_partition_job,
-    minimum_interval_seconds=10,
+    # How often the daemon ticks a sensor is part of its definition, so these two are read when the code
+    # location loads, not at each tick like the other settings.
+    minimum_interval_seconds=read_count_setting("SENSOR_INTERVAL_SECONDS"),
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
         "Watches SOURCE_DIR (a folder or an S3 prefix) for new or modified CSV files, registers each new"
@@ -245,7 +249,7 @@ def _overdue_partition_alerts(
 
 
 @dg.sensor(
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=read_count_setting("ALERT_INTERVAL_SECONDS"),
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
         "Posts an alert to ALERT_WEBHOOK_URL when a run fails for good (a bad file held back, a daily file"
