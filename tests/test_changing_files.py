@@ -11,6 +11,7 @@ import pytest
 
 from dagster_and_etl.defs.resources import StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import RawTable, replace_partition
+from dagster_and_etl.ingest.source_file_scan import FileVersion
 from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.sample_data import sample_csv, write_large_sample_file
 from tests.support import SensorTicks, wait_until_settled
@@ -128,3 +129,31 @@ def test_file_replaced_while_its_partition_loads_yields_one_whole_version(
     else:
         assert len(rows) == 600_000
         assert rows == rows_of(big, duckdb_path)
+
+
+def test_a_file_emptied_by_its_rewrite_as_the_load_reads_it_is_read_again_not_held_back(
+    source_dir: Path, duckdb_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file rewritten in place is emptied first. A load that takes its version just before and reads
+    it just after sees an empty file: that file is being written, not bad, and is read again once the
+    writer is done. The writer acts at the exact moments it must, so no timing decides the case."""
+    path = source_dir / "p.csv"
+    path.write_text(sample_csv(seed=1, rows=10))
+    new_text = sample_csv(seed=2, rows=4)
+    version_of = FileVersion.of.__func__
+    steps = ["empty it after the load takes its version", "finish once the load has read it"]
+
+    def writer_at_work(cls: type[FileVersion], target: Path) -> FileVersion:
+        version = version_of(cls, target)
+        if target == path and steps:
+            step = steps.pop(0)
+            path.write_text("" if step.startswith("empty") else new_text)
+        return version
+
+    monkeypatch.setattr(FileVersion, "of", classmethod(writer_at_work))
+    with StagingDatabase().get_connection() as conn:
+        result = replace_partition(conn, RawTable.DYNAMIC, "p", path)
+
+    assert steps == []
+    assert result.row_count == result.file_rows == 4
+    assert loaded_rows(duckdb_path) == rows_of(path, duckdb_path)

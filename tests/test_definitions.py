@@ -136,8 +136,9 @@ def sensor_intervals(**settings: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_sensors_tick_every_10_and_30_seconds_unless_set_otherwise() -> None:
-    assert sensor_intervals().stdout.split() == ["10", "30"]
+def test_the_sensors_tick_every_10_and_30_seconds_unless_set_otherwise(defs) -> None:
+    assert defs.resolve_sensor_def("dynamic_sensor").minimum_interval_seconds == 10
+    assert defs.resolve_sensor_def("alert_sensor").minimum_interval_seconds == 30
     set_otherwise = sensor_intervals(SENSOR_INTERVAL_SECONDS="2", ALERT_INTERVAL_SECONDS="3")
     assert set_otherwise.stdout.split() == ["2", "3"], set_otherwise.stderr
 

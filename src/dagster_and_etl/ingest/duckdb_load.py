@@ -310,21 +310,26 @@ def _load_good_files(
 
 def _read_first(
     files: dict[str, Path], pinned: dict[Path, PinnedVersion], report: LoadReport
-) -> tuple[dict[Path, Version], dict[str, int]]:
-    """Each file's version, then its data rows counted while its header and encoding are checked."""
+) -> tuple[dict[Path, Version], dict[str, int], list[Path]]:
+    """Each file's version, then its data rows counted while its header and encoding are checked; and the
+    files that looked bad only because they were being rewritten as they were read (emptied, say)."""
     versions: dict[Path, Version] = {}
     file_rows: dict[str, int] = {}
+    changed: list[Path] = []
     for key, path in files.items():
         try:
             versions[path] = pinned.get(path) or FileVersion.of(path)
             file_rows[key] = count_data_rows(path, skip_blank_lines=False)
         except SourceFileError as error:
-            report.failed[key] = error
+            if _changed_files({path: versions[path]}):
+                changed.append(path)  # read again, like a file that changed while it was loaded
+            else:
+                report.failed[key] = error
         except FileNotFoundError:
             report.missing[key] = str(path)
         except OSError as error:  # a file listed but not readable: held back by itself
             report.failed[key] = SourceFileError(path, f"it cannot be read: {error.strerror}")
-    return versions, file_rows
+    return versions, file_rows, changed
 
 
 def _named_by_location(report: LoadReport, locations: dict[Path, str]) -> None:
@@ -416,7 +421,7 @@ def load_partitions(
     while True:
         done = report.loaded.keys() | report.failed.keys() | report.missing.keys() | report.changing.keys()
         remaining = {k: p for k, p in to_load.items() if k not in done}
-        versions, file_rows = _read_first(remaining, pinned, report)
+        versions, file_rows, changed = _read_first(remaining, pinned, report)
         try:
             _load_good_files(
                 conn,
@@ -428,13 +433,15 @@ def load_partitions(
                 locations,
                 report,
             )
+        except FileChangedError as error:
+            changed += error.paths
+        if not changed:
             break
-        except FileChangedError as changed:
-            for path in changed.paths:
-                key = key_of[path]
-                attempts[key] = attempts.get(key, 0) + 1
-                if attempts[key] >= ATTEMPTS_WHILE_CHANGING:
-                    report.changing[key] = FileChangedError([path], "it changed on every attempt to load it")
+        for path in changed:
+            key = key_of[path]
+            attempts[key] = attempts.get(key, 0) + 1
+            if attempts[key] >= ATTEMPTS_WHILE_CHANGING:
+                report.changing[key] = FileChangedError([path], "it changed on every attempt to load it")
     _named_by_location(report, locations)
     if report.unchanged:
         counts = dict(
