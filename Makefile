@@ -34,14 +34,14 @@ dev-s3: install
 	$(BIN)/python -m dagster_and_etl.local_s3 dev --port $(S3_PORT)
 
 # Four test processes on two cores: most tests spend much of their time waiting (on dg dev, a settle
-# window, a subprocess), so two more workers keep the cores busy. The slow tests are handed out first (see
-# tests/conftest.py), one to each worker, and the quick ones fill in around them. Each run prints its 15
+# window, a subprocess), so two more workers keep the cores busy. The slow tests are handed out first, one
+# to each worker, and the quick ones one at a time around them (see tests/conftest.py). Each run prints its 15
 # slowest tests. The tests' temporary folders (their source files, DuckDB files and Dagster instances) go
 # to a folder of their own in memory (/dev/shm) where there is one: SQLite and DuckDB flush every commit
 # to disk, and on a slow disk that doubles the suite's time.
 TEST_WORKERS ?= 4
 PYTEST = tmp=$$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	TMPDIR=$$tmp $(BIN)/pytest -n $(TEST_WORKERS) --dist load --durations=15
+	TMPDIR=$$tmp $(BIN)/pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1 --durations=15
 
 # Everything: what CI runs.
 test: install

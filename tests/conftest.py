@@ -101,6 +101,13 @@ def migration_scripts_read_once() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests marked `slow` first: each takes a minute or two of a worker, so they start at once, one
-    on each worker, and the quick tests fill the time around them instead of waiting behind them."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The tests that start `dg dev` first, then the other slow ones, each followed by one quick test, then
+    the rest. `make test` hands each worker two tests to start with and then one at a time as it frees up
+    (`--dist load --maxschedchunk 1`), so the longest tests start at once, one on each worker, and the
+    quick ones fill the time around them instead of waiting behind them."""
+    starts_dg_dev = [item for item in items if "dagster_dev" in item.fixturenames]
+    slow = [item for item in items if item.get_closest_marker("slow") and item not in starts_dg_dev]
+    quick = [item for item in items if not item.get_closest_marker("slow")]
+    first = starts_dg_dev + slow
+    ordered = [test for index, item in enumerate(first) for test in (item, *quick[index : index + 1])]
+    items[:] = ordered + quick[len(first) :]

@@ -4,6 +4,11 @@ and daemon.
 A test module imports `dagster_home_fixture` and `dagster_dev_fixture` to have the fixtures `dagster_home`
 and `dagster_dev`. Every `dagster dev` a test starts runs in its own process group and is stopped, with
 everything it started, when the test ends, whether it passed or not.
+
+Each test starts its own rather than sharing one: every test here either judges the whole instance (a
+restart, exactly one webhook POST, the pool's claims and waiting steps, the UI's views) or needs settings
+that `dg dev` reads when it starts (an S3 source, the load latch of tests/hooks). A start costs a few
+seconds; the sensors tick every second, so the tests wait for ticks rather than for time.
 """
 
 import contextlib
