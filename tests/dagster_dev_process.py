@@ -46,19 +46,43 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, interva
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def location_loaded(port: int) -> bool:
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+def graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    """What the webserver's GraphQL API, which the UI itself calls, answers to a query."""
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]
+
+
+def location_loaded(port: int) -> bool:
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
+        entries = graphql(port, query)["workspaceOrError"]["locationEntries"]
     except OSError:
         return False
     return any(e["name"] == "dagster_and_etl" and e["loadStatus"] == "LOADED" for e in entries)
+
+
+START_SENSOR = """
+mutation($sensor: SensorSelector!) {
+  startSensor(sensorSelector: $sensor) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def start_sensor(port: int, name: str) -> None:
+    """Turns a sensor on as its switch in the UI does, through the running webserver: no CLI process
+    has to load the code location again."""
+    selector = {"repositoryLocationName": "dagster_and_etl", "repositoryName": "__repository__"}
+    answer = graphql(port, START_SENSOR, {"sensor": {**selector, "sensorName": name}})["startSensor"]
+    assert answer.get("sensorState", {}).get("status") == "RUNNING", answer
 
 
 @pytest.fixture(name="dagster_home")

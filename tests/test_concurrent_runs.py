@@ -22,6 +22,7 @@ from tests.dagster_dev_process import (
     dagster_cli,
     dagster_dev_fixture,  # noqa: F401  (the fixture `dagster_dev`)
     dagster_home_fixture,  # noqa: F401  (the fixture `dagster_home`)
+    start_sensor,
     wait_for,
 )
 from tests.support import rows_per_partition
@@ -206,9 +207,7 @@ def test_two_files_found_in_one_tick_take_turns_at_the_pool(
     first's slot, both succeed, and each file's partition holds exactly its rows."""
     file_rows = write_files(source_dir, DYNAMIC_KEYS)
     monkeypatch.setenv("SENSOR_MAX_BATCH", "1")  # one run per file, not one run for both
-    dagster_dev()
-
-    assert "Started sensor dynamic_sensor" in dagster_cli(dagster_home, "sensor", "start", "dynamic_sensor")
+    start_sensor(dagster_dev(), "dynamic_sensor")
 
     meeting, runs = meet_then_release(dagster_home, load_latch)
     assert sorted(run.tags["dagster/partition"] for run in runs) == DYNAMIC_KEYS

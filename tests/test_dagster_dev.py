@@ -12,6 +12,7 @@ from tests.dagster_dev_process import (
     dagster_cli,
     dagster_dev_fixture,  # noqa: F401  (the fixture `dagster_dev`)
     dagster_home_fixture,  # noqa: F401  (the fixture `dagster_home`)
+    start_sensor,
     wait_for,
 )
 from tests.support import rows_per_partition, with_bad_value, write_source_file
@@ -80,8 +81,7 @@ def test_sensor_under_dagster_dev_runs_each_file_version_once_across_restarts(
 ) -> None:
     for seed, key in enumerate(("2018-01-22", "2018-01-23", "vendor-a")):
         write_source_file(source_dir, f"{key}.csv", seed=seed)
-    dagster_dev()
-    assert "Started sensor dynamic_sensor" in dagster_cli(dagster_home, "sensor", "start", "dynamic_sensor")
+    start_sensor(dagster_dev(), SENSOR)
 
     wait_for(lambda: len(finished_runs(dagster_home)) >= 3, 180, "three successful runs")
     assert rows_per_partition(duckdb_path) == {"2018-01-22": 10, "2018-01-23": 10, "vendor-a": 10}
@@ -171,11 +171,11 @@ def test_backlog_with_two_bad_files_under_dagster_dev_fails_only_their_partition
     for index, key in enumerate(keys):
         write_source_file(source_dir, f"{key}.csv", bad_text.get(key), seed=index, mtime=first_mtime + index)
     good = [key for key in keys if key not in bad_text]
-    dagster_dev()
+    port = dagster_dev()
     # The alert sensor first, so that its first tick (which reads failures from then on) comes before.
-    assert "Started sensor alert_sensor" in dagster_cli(dagster_home, "sensor", "start", "alert_sensor")
+    start_sensor(port, "alert_sensor")
     wait_for(lambda: alert_sensor_ticks(dagster_home), 120, "the alert sensor's first tick")
-    assert f"Started sensor {SENSOR}" in dagster_cli(dagster_home, "sensor", "start", SENSOR)
+    start_sensor(port, SENSOR)
 
     (batch,) = wait_for(lambda: all_finished(dagster_home, 1), 180, "the batch run to finish")
     assert batch.status == dg.DagsterRunStatus.FAILURE

@@ -11,9 +11,9 @@ from dagster_and_etl import local_s3
 from dagster_and_etl.ingest.source_bucket import BucketSource
 from dagster_and_etl.sample_data import write_sample_files
 from tests.dagster_dev_process import (
-    dagster_cli,
     dagster_dev_fixture,  # noqa: F401  (the fixture `dagster_dev`)
     dagster_home_fixture,  # noqa: F401  (the fixture `dagster_home`)
+    start_sensor,
     wait_for,
 )
 from tests.landing import BucketLanding, S3Server
@@ -83,8 +83,7 @@ def test_objects_uploaded_to_the_bucket_are_loaded_by_the_sensor_under_dagster_d
     landing = BucketLanding(s3_server, f"dev-{uuid.uuid4().hex[:12]}", prefix="incoming/")
     monkeypatch.setenv("SOURCE_DIR", landing.uri)
     monkeypatch.delenv("SENSOR_MAX_BATCH")  # the project's batches, not the tests' run per file: fewer runs
-    dagster_dev()
-    assert f"Started sensor {SENSOR}" in dagster_cli(dagster_home, "sensor", "start", SENSOR)
+    start_sensor(dagster_dev(), SENSOR)
 
     keys = ["2018-01-22", "2018-01-23", "vendor-a"]
     for seed, key in enumerate(keys):
