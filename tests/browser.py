@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.dagster_dev_process import PROJECT_ROOT
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "browser"
+PAGE_TIMEOUT_MS = 60_000
 # Chromium as a test runs it: no sandbox (the tests may run as root), and none of the background
 # connections that a machine with no network refuses.
 CHROMIUM_FLAGS = [
@@ -65,7 +66,10 @@ def page_fixture(chromium: str, request: pytest.FixtureRequest) -> Iterator[Page
             context = browser.new_context(
                 viewport={"width": 1400, "height": 900}, timezone_id="UTC", locale="en-GB"
             )
-            context.set_default_timeout(30_000)
+            # Upper bounds, not waits: a page that shows what is expected sooner passes sooner. Playwright's
+            # own 5 s for an `expect` is too short for the UI to draw the asset graph on a busy machine.
+            context.set_default_timeout(PAGE_TIMEOUT_MS)
+            expect.set_options(timeout=PAGE_TIMEOUT_MS)
             page = context.new_page()
             # The webserver may greet a first visit with a newsletter dialog over the page.
             page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda button: button.click())
