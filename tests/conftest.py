@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from dagster_and_etl.definitions import defs as load_defs
+from dagster_and_etl.defs.resources import StagingDatabase
 from tests.browser import FAILED
 from tests.landing import bucket, landing, s3_server, s3_settings  # noqa: F401  (fixtures)
 from tests.support import (  # noqa: F401  (re-exported for test modules)
@@ -34,6 +35,12 @@ def source_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def duckdb_path(tmp_path: Path) -> Path:
     return tmp_path / "staging" / "data.duckdb"
+
+
+@pytest.fixture
+def staging_database(duckdb_path: Path) -> StagingDatabase:
+    """The resource on this test's DuckDB file, for a test that loads without a run."""
+    return StagingDatabase(database=str(duckdb_path))
 
 
 @pytest.fixture(autouse=True)

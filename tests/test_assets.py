@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from dagster_duckdb import DuckDBResource
 
 from dagster_and_etl.defs.resources import StagingDatabase
 from dagster_and_etl.sample_data import sample_csv
@@ -174,7 +175,8 @@ def test_duckdb_settings_apply_to_every_connection(monkeypatch, tmp_path) -> Non
     monkeypatch.setenv("DUCKDB_MEMORY_LIMIT", "123MB")
     monkeypatch.setenv("DUCKDB_THREADS", "1")
     monkeypatch.setenv("DUCKDB_TEMP_DIRECTORY", str(tmp_path / "spill"))
-    database = StagingDatabase()
+    with dg.build_resources({"duckdb": StagingDatabase()}) as started:  # as a run starts it
+        database = started.duckdb
     with database.get_connection() as conn:
         found = dict(
             conn.execute(
@@ -187,6 +189,23 @@ def test_duckdb_settings_apply_to_every_connection(monkeypatch, tmp_path) -> Non
     assert found["memory_limit"] in ("117.3 MiB", "123.0 MB")  # DuckDB shows it in its own units
     with database.read_now() as conn:
         assert conn.execute("SELECT current_setting('threads')").fetchone() == (1,)
+
+
+def test_the_database_is_dagster_duckdbs_resource_and_keeps_its_connection_config(duckdb_path) -> None:
+    resource = StagingDatabase(connection_config={"threads": 2, "default_order": "desc"})
+    assert isinstance(resource, DuckDBResource)
+    with dg.build_resources({"duckdb": resource}) as started, started.duckdb.get_connection() as conn:
+        found = dict(conn.execute("SELECT name, value FROM duckdb_settings()").fetchall())
+
+    assert started.duckdb.database == str(duckdb_path)  # the file came from $DUCKDB_DATABASE
+    assert found["threads"] == "2"
+    assert found["default_order"] == "DESC"
+
+
+def test_a_database_no_run_or_tick_started_names_no_file_and_says_so() -> None:
+    unstarted = StagingDatabase().get_connection()
+    with pytest.raises(dg.DagsterInvariantViolationError, match=r"dg\.build_resources"), unstarted:
+        pass
 
 
 def test_renamed_column_fails_the_run_and_keeps_the_partitions_rows(defs, instance, source_dir, duckdb_path):

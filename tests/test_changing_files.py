@@ -99,7 +99,12 @@ def rows_of(path: Path, database: Path) -> list[tuple]:
 @pytest.mark.parametrize("how", ["renamed_over", "rewritten_in_place"])
 @pytest.mark.parametrize("delay", [0.05, 0.3])
 def test_file_replaced_while_its_partition_loads_yields_one_whole_version(
-    source_dir: Path, duckdb_path: Path, big_and_small: tuple[Path, Path], how: str, delay: float
+    source_dir: Path,
+    duckdb_path: Path,
+    staging_database: StagingDatabase,
+    big_and_small: tuple[Path, Path],
+    how: str,
+    delay: float,
 ) -> None:
     big, small = big_and_small
     path = source_dir / "p.csv"
@@ -118,7 +123,7 @@ def test_file_replaced_while_its_partition_loads_yields_one_whole_version(
 
     writer = threading.Thread(target=replace)
     writer.start()
-    with StagingDatabase().get_connection() as conn:
+    with staging_database.get_connection() as conn:
         try:
             result = replace_partition(conn, RawTable.DYNAMIC, "p", path)
         except SourceFileError as error:
@@ -143,7 +148,7 @@ def test_file_replaced_while_its_partition_loads_yields_one_whole_version(
 
 
 def test_a_file_emptied_by_its_rewrite_as_the_load_reads_it_is_read_again_not_held_back(
-    source_dir: Path, duckdb_path: Path, monkeypatch: pytest.MonkeyPatch
+    source_dir: Path, duckdb_path: Path, staging_database: StagingDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file rewritten in place is emptied first. A load that takes its version just before and reads
     it just after sees an empty file: that file is being written, not bad, and is read again once the
@@ -162,7 +167,7 @@ def test_a_file_emptied_by_its_rewrite_as_the_load_reads_it_is_read_again_not_he
         return version
 
     monkeypatch.setattr(FileVersion, "of", classmethod(writer_at_work))
-    with StagingDatabase().get_connection() as conn:
+    with staging_database.get_connection() as conn:
         result = replace_partition(conn, RawTable.DYNAMIC, "p", path)
 
     assert steps == []

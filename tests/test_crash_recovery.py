@@ -56,6 +56,7 @@ BAD_LINE = '"2018/10/31","not a price","33597290.0000","270.2600","278.0000","26
 LOADER = """
 import sys, time
 from pathlib import Path
+import dagster as dg
 from dagster_and_etl.defs.resources import StagingDatabase
 from dagster_and_etl.ingest import duckdb_load
 from dagster_and_etl.ingest.duckdb_load import RawTable, loaded_versions, replace_partition
@@ -95,7 +96,7 @@ class PausingConnection:
             pause(self._conn, pause_at)
         return self._conn.execute(query, *args)
 
-with StagingDatabase().get_connection() as conn:
+with dg.build_resources({"duckdb": StagingDatabase()}) as started, started.duckdb.get_connection() as conn:
     print("LOAD STARTING", flush=True)
     result = replace_partition(PausingConnection(conn), RawTable.DAILY, key, path)
     print("LOAD COMMITTED", result.row_count, flush=True)
@@ -208,11 +209,13 @@ def replace_file(source_dir: Path, key: str, new: Path) -> Path:
 
 
 @pytest.fixture
-def before(source_dir: Path, duckdb_path: Path, new_file: NewFile) -> Contents:
+def before(
+    source_dir: Path, duckdb_path: Path, staging_database: StagingDatabase, new_file: NewFile
+) -> Contents:
     """Every partition loaded from a small file, each with its row in the load history; then the
     partition's file is replaced by the big one."""
     loads = []
-    with StagingDatabase().get_connection() as conn:
+    with staging_database.get_connection() as conn:
         for seed, key in enumerate([PARTITION, *OTHER_DAYS]):
             path = write_source_file(source_dir, f"{key}.csv", seed=seed)
             assert replace_partition(conn, RawTable.DAILY, key, path).row_count == OLD_ROWS
@@ -446,6 +449,7 @@ def test_a_load_rolled_back_for_a_bad_line_writes_no_history_and_keeps_the_old_r
 
 
 def test_a_bad_file_loaded_with_a_good_one_gets_no_history_row_and_the_good_one_gets_its_own(
+    staging_database: StagingDatabase,
     before: Contents,
     bad_file: Path,
     new_file: NewFile,
@@ -458,7 +462,7 @@ def test_a_bad_file_loaded_with_a_good_one_gets_no_history_row_and_the_good_one_
     bad_path = replace_file(source_dir, PARTITION, bad_file)
     good_key = OTHER_DAYS[0]
     good_path = replace_file(source_dir, good_key, new_file.path)
-    with StagingDatabase().get_connection() as conn:
+    with staging_database.get_connection() as conn:
         report = load_partitions(conn, RawTable.DAILY, {PARTITION: bad_path, good_key: good_path}, "run-1")
     assert list(report.failed) == [PARTITION]
     assert f"line {NEW_ROWS + 2}" in report.failed[PARTITION].problem

@@ -8,11 +8,13 @@ code change and no reload.
 import functools
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from dagster_and_etl.ingest.partition_keys import key_problem
@@ -27,8 +29,6 @@ from dagster_and_etl.settings import (
 )
 
 if TYPE_CHECKING:
-    import duckdb
-
     from dagster_and_etl.ingest.duckdb_load import RawTable
     from dagster_and_etl.ingest.source import Source
 
@@ -147,8 +147,9 @@ class DatabaseBusy(Exception):
     """Another process is writing to the DuckDB file, so it cannot be read now."""
 
 
-class StagingDatabase(dg.ConfigurableResource):
-    """The DuckDB database file the partitions are loaded into, and the settings of its connections."""
+class StagingDatabase(DuckDBResource):
+    """The DuckDB database file the partitions are loaded into: dagster-duckdb's resource, whose file and
+    DuckDB settings may also come from the environment, read as each run or tick starts."""
 
     database: str = Field(default="", description="Empty: $DUCKDB_DATABASE, else data/staging/data.duckdb.")
     memory_limit: str = Field(
@@ -162,55 +163,58 @@ class StagingDatabase(dg.ConfigurableResource):
     )
     threads: str = Field(default="", description="DuckDB's threads. Empty: $DUCKDB_THREADS, else DuckDB's.")
 
-    @property
-    def path(self) -> Path:
-        return read_path_setting("DUCKDB_DATABASE", self.database)
-
-    @property
-    def connection_config(self) -> dict[str, str]:
-        """The DuckDB settings every connection opens with: only those that are set."""
-        settings = {
+    def create_resource(self, context: dg.InitResourceContext) -> "StagingDatabase":
+        """What a run or a tick is handed: this resource with the settings left empty read from the
+        environment now, so a changed `.env` applies at the next run without reloading the code location
+        (`dg.EnvVar` has no default, so it cannot name an optional setting)."""
+        duckdb_settings = {
             "memory_limit": read_optional_setting("DUCKDB_MEMORY_LIMIT", self.memory_limit),
             "temp_directory": read_optional_setting("DUCKDB_TEMP_DIRECTORY", self.temp_directory),
             "threads": read_optional_setting("DUCKDB_THREADS", self.threads),
         }
-        return {name: value for name, value in settings.items() if value is not None}
+        chosen = {name: value for name, value in duckdb_settings.items() if value is not None}
+        return self.model_copy(
+            update={
+                "database": str(read_path_setting("DUCKDB_DATABASE", self.database)),
+                "connection_config": {**chosen, **self.connection_config},
+            }
+        )
+
+    @property
+    def path(self) -> Path:
+        if not self.database:
+            raise dg.DagsterInvariantViolationError(
+                "StagingDatabase() names no file until Dagster starts it for a run or a tick:"
+                " use dg.build_resources, or give it database="
+            )
+        return Path(self.database)
 
     @contextmanager
-    def get_connection(self) -> Iterator["duckdb.DuckDBPyConnection"]:
-        """A connection that is closed however the block ends, releasing the file's write lock.
-
-        Opening waits, with backoff, for another process that holds the file; if it never lets go the
-        run fails saying so, and Dagster may retry it.
-        """
-        import duckdb  # here, not at the top: loading the code location need not load DuckDB
-        from dagster_duckdb import DuckDBResource
-
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """dagster-duckdb's connection, which waits with backoff while another process holds the file; the
+        file's folder is made first, the connection is closed however the block ends, and a file never let
+        go fails the run saying so (Dagster may retry it)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        opener = DuckDBResource(database=str(self.path), connection_config=self.connection_config)
-        try:
-            conn = opener.get_connection().__enter__()
-        except duckdb.IOException as error:
-            raise dg.Failure(
-                description=f"The DuckDB database {self.path} is held by another process: {error}",
-                metadata={"database": str(self.path)},
-            ) from error
-        try:
+        with ExitStack() as stack:
+            try:
+                conn = stack.enter_context(super().get_connection())
+            except duckdb.IOException as error:
+                raise dg.Failure(
+                    description=f"The DuckDB database {self.path} is held by another process: {error}",
+                    metadata={"database": str(self.path)},
+                ) from error
+            stack.callback(conn.close)  # dagster-duckdb's closes it only when the block ends without error
             yield conn
-        finally:
-            conn.close()
 
     @contextmanager
-    def read_now(self) -> Iterator["duckdb.DuckDBPyConnection | None"]:
+    def read_now(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
         """A read-only connection at once, without waiting: None when there is no database yet, and
         `DatabaseBusy` while another process writes to it."""
-        import duckdb
-
         if not self.path.exists():
             yield None
             return
         try:
-            conn = duckdb.connect(str(self.path), read_only=True, config=self.connection_config)
+            conn = duckdb.connect(self.database, read_only=True, config=self.connection_config)
         except duckdb.IOException as error:
             raise DatabaseBusy(f"The DuckDB database {self.path} is in use by a load: {error}") from error
         try:
