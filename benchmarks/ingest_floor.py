@@ -14,16 +14,18 @@ Loaded by `benchmarks.ingest` through a workspace file of its own (location `ing
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 
 from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
 from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.settings import (
-    read_count_setting,
-    read_flag_setting,
-    read_path_setting,
-    read_seconds_setting,
+    SENSOR_INCLUDE_EXISTING_FILES,
+    SENSOR_MAX_BATCH,
+    SENSOR_MAX_RUNS_PER_TICK,
+    SENSOR_SETTLE_SECONDS,
+    SOURCE_DIR,
 )
 
 LOCATION_NAME = "ingest_floor"
@@ -31,7 +33,7 @@ SENSOR_NAME = "floor_sensor"
 # The same name as the project's: a fresh instance each run, so the two never meet.
 partitions_def = dg.DynamicPartitionsDefinition(name="dynamic_partition")
 # As the project's dynamic assets have it (it shapes backfills from the UI only, not the sensor's runs).
-backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=read_count_setting("SENSOR_MAX_BATCH"))
+backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=SENSOR_MAX_BATCH.read())
 
 
 @dg.asset(partitions_def=partitions_def, backfill_policy=backfill_policy)
@@ -71,15 +73,15 @@ def _run_request(batch: RunBatch) -> dg.RunRequest:
 def floor_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     now_ns = time.time_ns()
     plan = plan_tick(
-        list_source_files(read_path_setting("SOURCE_DIR")),
+        list_source_files(Path(SOURCE_DIR.read())),
         registered_keys=lambda: context.instance.get_dynamic_partitions(partitions_def.name),
         cursor=SensorCursor.parse(context.cursor),
         now_ns=now_ns,
-        settle_ns=int(read_seconds_setting("SENSOR_SETTLE_SECONDS") * 1e9),
-        max_batch=read_count_setting("SENSOR_MAX_BATCH"),
-        max_runs=read_count_setting("SENSOR_MAX_RUNS_PER_TICK"),
+        settle_ns=int(SENSOR_SETTLE_SECONDS.read() * 1e9),
+        max_batch=SENSOR_MAX_BATCH.read(),
+        max_runs=SENSOR_MAX_RUNS_PER_TICK.read(),
         loaded_versions=dict,  # nothing is ever loaded; the project's reads an empty load history here
-        include_existing=read_flag_setting("SENSOR_INCLUDE_EXISTING_FILES"),
+        include_existing=SENSOR_INCLUDE_EXISTING_FILES.read(),
     )
     registrations = (
         [partitions_def.build_add_request(plan.new_partition_keys)] if plan.new_partition_keys else []

@@ -10,9 +10,9 @@ import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from dagster_and_etl.defs.resources import StagingDatabase
+from dagster_and_etl.defs.resources import SourceFolder, StagingDatabase
 from dagster_and_etl.sample_data import sample_csv
-from dagster_and_etl.settings import PROJECT_ROOT, read_path_setting
+from dagster_and_etl.settings import PROJECT_ROOT
 from tests.support import REFERENCE_DATA, run_daily, write_source_file
 
 REFERENCE_FILES = sorted(REFERENCE_DATA.glob("*.csv"))
@@ -257,14 +257,27 @@ def test_settings_are_read_when_each_run_starts(defs, instance, tmp_path, monkey
         assert table_rows(database, DAILY) == expected_rows(text, DAY_A)
 
 
-@pytest.mark.parametrize("name", ["SOURCE_DIR", "DUCKDB_DATABASE"])
-def test_relative_path_settings_resolve_against_the_project_root_not_the_cwd(monkeypatch, tmp_path, name):
+def started_source(override: str) -> str:
+    return SourceFolder(source_dir=override).uri
+
+
+def started_database(override: str) -> str:
+    with dg.build_resources({"duckdb": StagingDatabase(database=override)}) as started:
+        return started.duckdb.database
+
+
+@pytest.mark.parametrize(
+    ("name", "place"), [("SOURCE_DIR", started_source), ("DUCKDB_DATABASE", started_database)]
+)
+def test_relative_path_settings_resolve_against_the_project_root_not_the_cwd(
+    monkeypatch, tmp_path, name, place
+):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(name, "relative/place")
 
     assert Path(__file__).resolve().parents[1] == PROJECT_ROOT
-    assert read_path_setting(name) == PROJECT_ROOT / "relative" / "place"
-    assert read_path_setting(name, "other/place") == PROJECT_ROOT / "other" / "place"
+    assert place("") == str(PROJECT_ROOT / "relative" / "place")
+    assert place("other/place") == str(PROJECT_ROOT / "other" / "place")
 
 
 def test_table_materialization_reports_the_rows_loaded(defs, instance, source_dir):

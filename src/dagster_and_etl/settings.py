@@ -1,4 +1,10 @@
-"""Where the project lives and how its settings are read from the environment.
+"""Every setting of the project, declared once: its environment variable, default, meaning and type.
+
+The resources' fields take their descriptions from here, and a test holds `.env.example` and the README's
+table to this list. A setting is read when a run or a tick uses it, so a bad value fails that step with
+an error naming the setting, and a changed `.env` applies without reloading the code location.
+`dg.EnvVar` is not used: it has no default and fails when the variable is unset, and every setting here
+is optional (AWS credentials come from boto3's own chain, profiles and roles included).
 
 Relative paths are resolved against the project root, never the working directory, so `dagster dev`,
 `dg dev` and pytest find the same folders wherever they are started from.
@@ -6,29 +12,17 @@ Relative paths are resolved against the project root, never the working director
 
 import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import dagster as dg
+from pydantic import Field
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-DEFAULTS = {
-    "SOURCE_DIR": "data/source",
-    "DUCKDB_DATABASE": "data/staging/data.duckdb",
-    "SENSOR_SETTLE_SECONDS": "5",
-    "SENSOR_MAX_BATCH": "500",
-    "SENSOR_MAX_RUNS_PER_TICK": "20",
-    "SENSOR_INCLUDE_EXISTING_FILES": "true",
-    "SENSOR_INTERVAL_SECONDS": "10",
-    "ALERT_INTERVAL_SECONDS": "30",
-    "DUCKDB_MEMORY_LIMIT": "",
-    "DUCKDB_TEMP_DIRECTORY": "",
-    "DUCKDB_THREADS": "",
-    "FILE_OVERDUE_MINUTES": "60",
-    "ALERT_WEBHOOK_URL": "",
-    "ALERT_WEBHOOK_TIMEOUT_SECONDS": "5",
-    "DAGSTER_UI_URL": "http://127.0.0.1:3000",
-}
+T = TypeVar("T")
 
 
 class SettingError(dg.Failure):
@@ -38,49 +32,45 @@ class SettingError(dg.Failure):
         super().__init__(description=message, allow_retries=False)
 
 
-def is_s3_uri(value: str) -> bool:
-    """Whether a setting names an S3 bucket prefix (`s3://bucket/prefix/`) rather than a local path."""
-    return value.startswith("s3://")
-
-
 def resolve_path(value: str) -> Path:
     """An absolute path for a setting: `~` expanded, relative paths taken from the project root."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-def read_setting(name: str, override: str | None = None) -> str:
-    """A setting's value: an explicit override, else the environment variable, else its default."""
-    if override not in (None, ""):
-        return override
-    value = os.environ.get(name, "").strip()
-    return value or DEFAULTS[name]
+def is_s3_uri(value: str) -> bool:
+    """Whether a setting names an S3 bucket prefix (`s3://bucket/prefix/`) rather than a local path."""
+    return value.startswith("s3://")
 
 
-def read_optional_setting(name: str, override: str | None = None) -> str | None:
-    """A setting that may be left unset: its value, or None."""
-    return read_setting(name, override) or None
+def _text(name: str, raw: str) -> str:
+    return raw
 
 
-def read_flag_setting(name: str, override: bool | None = None) -> bool:
-    """A yes-or-no setting: true/false, yes/no, 1/0 or on/off, with the setting's name in the error."""
-    if override is not None:
-        return override
-    raw = read_setting(name).lower()
-    if raw in ("true", "yes", "1", "on"):
+def _optional(name: str, raw: str) -> str | None:
+    return raw or None
+
+
+def _path(name: str, raw: str) -> Path:
+    return resolve_path(raw)
+
+
+def _location(name: str, raw: str) -> str:
+    """An S3 prefix as it is, or a folder's absolute path."""
+    return raw if is_s3_uri(raw) else str(resolve_path(raw))
+
+
+def _flag(name: str, raw: str) -> bool:
+    """true/false, yes/no, 1/0 or on/off."""
+    if raw.lower() in ("true", "yes", "1", "on"):
         return True
-    if raw in ("false", "no", "0", "off"):
+    if raw.lower() in ("false", "no", "0", "off"):
         return False
     raise SettingError(f"{name} must be true or false, got {raw!r}")
 
 
-def read_path_setting(name: str, override: str | None = None) -> Path:
-    return resolve_path(read_setting(name, override))
-
-
-def read_seconds_setting(name: str, override: float | None = None) -> float:
-    """A non-negative number of seconds, with the setting's name in the error when it is not one."""
-    raw = str(override) if override is not None else read_setting(name)
+def _seconds(name: str, raw: str) -> float:
+    """A finite number of seconds, zero or more."""
     try:
         seconds = float(raw)
     except ValueError:
@@ -90,9 +80,8 @@ def read_seconds_setting(name: str, override: float | None = None) -> float:
     return seconds
 
 
-def read_count_setting(name: str, override: int | None = None) -> int:
-    """A whole number of at least 1, with the setting's name in the error when it is not one."""
-    raw = str(override) if override is not None else read_setting(name)
+def _count(name: str, raw: str) -> int:
+    """A whole number of at least 1."""
     try:
         count = int(raw)
     except ValueError:
@@ -100,3 +89,115 @@ def read_count_setting(name: str, override: int | None = None) -> int:
     if count < 1:
         raise SettingError(f"{name} must be at least 1, got {raw!r}")
     return count
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One setting: the environment variable that holds it, its default ("" is unset), its meaning as
+    the README's table gives it, and how its text becomes a value."""
+
+    name: str
+    default: str
+    meaning: str
+    parse: Callable[[str, str], T]
+
+    def read(self, override: Any = None) -> T:
+        """The value: an override given in the launchpad or by a test, else the environment variable,
+        else the default."""
+        if override is not None and override != "":
+            raw = str(override)
+        else:
+            raw = os.environ.get(self.name, "").strip() or self.default
+        return self.parse(self.name, raw)
+
+    def field(self, empty: Any = None) -> Any:
+        """A resource field that overrides the setting; left `empty`, the setting is read."""
+        fallback = f"else {self.default}" if self.default else "else unset"
+        return Field(default=empty, description=f"{self.meaning}. Empty: ${self.name}, {fallback}.")
+
+
+SOURCE_DIR = Setting(
+    "SOURCE_DIR",
+    "data/source",
+    "The folder source files land in, or an S3 prefix `s3://bucket/prefix/`",
+    _location,
+)
+DUCKDB_DATABASE = Setting(
+    "DUCKDB_DATABASE", "data/staging/data.duckdb", "The DuckDB file the tables are in", _path
+)
+SENSOR_SETTLE_SECONDS = Setting(
+    "SENSOR_SETTLE_SECONDS", "5", "How long a file must be unchanged before the sensor loads it", _seconds
+)
+SENSOR_MAX_BATCH = Setting("SENSOR_MAX_BATCH", "500", "The most files the sensor puts in one run", _count)
+SENSOR_MAX_RUNS_PER_TICK = Setting(
+    "SENSOR_MAX_RUNS_PER_TICK",
+    "20",
+    "The most runs one sensor tick requests; the rest wait for the next tick",
+    _count,
+)
+SENSOR_INCLUDE_EXISTING_FILES = Setting(
+    "SENSOR_INCLUDE_EXISTING_FILES",
+    "true",
+    "`false`: the first tick registers the files already there without loading them",
+    _flag,
+)
+SENSOR_INTERVAL_SECONDS = Setting(
+    "SENSOR_INTERVAL_SECONDS",
+    "10",
+    "How often `dynamic_sensor` ticks; read when the code location loads",
+    _count,
+)
+ALERT_INTERVAL_SECONDS = Setting(
+    "ALERT_INTERVAL_SECONDS",
+    "30",
+    "How often `alert_sensor` ticks; read when the code location loads",
+    _count,
+)
+DUCKDB_MEMORY_LIMIT = Setting(
+    "DUCKDB_MEMORY_LIMIT",
+    "",
+    "DuckDB's `memory_limit` for every connection, such as `4GB`; unset, DuckDB's own",
+    _optional,
+)
+DUCKDB_TEMP_DIRECTORY = Setting(
+    "DUCKDB_TEMP_DIRECTORY",
+    "",
+    "Where DuckDB spills what does not fit in memory; unset, DuckDB's `temp_directory`",
+    _optional,
+)
+DUCKDB_THREADS = Setting(
+    "DUCKDB_THREADS", "", "DuckDB's `threads` for every connection; unset, DuckDB's own", _optional
+)
+FILE_OVERDUE_MINUTES = Setting(
+    "FILE_OVERDUE_MINUTES",
+    "60",
+    "How long a file may wait unloaded before the event-driven table is overdue",
+    _count,
+)
+ALERT_WEBHOOK_URL = Setting(
+    "ALERT_WEBHOOK_URL", "", "The chat webhook alerts are posted to; unset, alerts are off", _optional
+)
+ALERT_WEBHOOK_TIMEOUT_SECONDS = Setting(
+    "ALERT_WEBHOOK_TIMEOUT_SECONDS", "5", "How long a tick waits for the webhook to answer", _seconds
+)
+DAGSTER_UI_URL = Setting(
+    "DAGSTER_UI_URL", "http://127.0.0.1:3000", "The Dagster UI that alerts link to", _text
+)
+
+SETTINGS: tuple[Setting, ...] = (
+    SOURCE_DIR,
+    DUCKDB_DATABASE,
+    SENSOR_SETTLE_SECONDS,
+    SENSOR_MAX_BATCH,
+    SENSOR_MAX_RUNS_PER_TICK,
+    SENSOR_INCLUDE_EXISTING_FILES,
+    SENSOR_INTERVAL_SECONDS,
+    ALERT_INTERVAL_SECONDS,
+    DUCKDB_MEMORY_LIMIT,
+    DUCKDB_TEMP_DIRECTORY,
+    DUCKDB_THREADS,
+    FILE_OVERDUE_MINUTES,
+    ALERT_WEBHOOK_URL,
+    ALERT_WEBHOOK_TIMEOUT_SECONDS,
+    DAGSTER_UI_URL,
+)

@@ -18,7 +18,7 @@ from dagster_and_etl.ingest.source import FileInfo, Source, SourceUnavailable, s
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
 from dagster_and_etl.ingest.source_folder import FolderSource
 from dagster_and_etl.ingest.table_summary import Column, markdown_table, previews, table_columns
-from dagster_and_etl.settings import read_count_setting
+from dagster_and_etl.settings import SENSOR_MAX_BATCH
 
 # DuckDB lets one process write to a database file at a time: the loads queue for this pool, whose
 # limit of 1 is set in the instance's dagster.yaml.
@@ -31,9 +31,7 @@ FILE_COLUMNS = ["partition", "path", "size (bytes)", "modified (UTC)", "rows"]
 # A backfill of dynamic partitions from the UI ("Materialize all") runs in batches the size of the
 # sensor's: one transaction per batch, so a cancel or a crash costs one batch, the UI shows progress, and
 # other loads get the database between batches. Read when the code location loads.
-DYNAMIC_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(
-    max_partitions_per_run=read_count_setting("SENSOR_MAX_BATCH")
-)
+DYNAMIC_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=SENSOR_MAX_BATCH.read())
 
 
 def _modified_at(mtime_ns: int) -> dt.datetime:

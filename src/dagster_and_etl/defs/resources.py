@@ -15,18 +15,9 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
 
+from dagster_and_etl import settings
 from dagster_and_etl.ingest.partition_keys import key_problem
-from dagster_and_etl.settings import (
-    is_s3_uri,
-    read_count_setting,
-    read_flag_setting,
-    read_optional_setting,
-    read_path_setting,
-    read_seconds_setting,
-    read_setting,
-)
 
 if TYPE_CHECKING:
     from dagster_and_etl.ingest.duckdb_load import RawTable
@@ -38,68 +29,47 @@ class SourceFolder(dg.ConfigurableResource):
     (`s3://bucket/prefix/`) reached with dagster-aws's `S3Resource` and the standard AWS settings
     (`AWS_ENDPOINT_URL`, `AWS_REGION`, the credential chain)."""
 
-    source_dir: str = Field(
-        default="", description="A folder or s3://bucket/prefix/. Empty: $SOURCE_DIR, else data/source."
-    )
-    settle_seconds: float | None = Field(
-        default=None,
-        description="How long a file must be unchanged before the sensor loads it."
-        " Empty: $SENSOR_SETTLE_SECONDS, else 5.",
-    )
-
-    max_batch: int | None = Field(
-        default=None,
-        description="The most files the sensor puts in one run. Empty: $SENSOR_MAX_BATCH, else 500.",
-    )
-    max_runs_per_tick: int | None = Field(
-        default=None,
-        description="The most runs one sensor tick requests. Empty: $SENSOR_MAX_RUNS_PER_TICK, else 20.",
-    )
-    overdue_minutes: int | None = Field(
-        default=None,
-        description="How long a file may wait in the source without being loaded before the"
-        " event-driven table is overdue. Empty: $FILE_OVERDUE_MINUTES, else 60.",
-    )
-    include_existing_files: bool | None = Field(
-        default=None,
-        description="Whether the sensor's first tick loads the files already there, or only registers"
-        " them. Empty: $SENSOR_INCLUDE_EXISTING_FILES, else true.",
-    )
+    source_dir: str = settings.SOURCE_DIR.field("")
+    settle_seconds: float | None = settings.SENSOR_SETTLE_SECONDS.field()
+    max_batch: int | None = settings.SENSOR_MAX_BATCH.field()
+    max_runs_per_tick: int | None = settings.SENSOR_MAX_RUNS_PER_TICK.field()
+    overdue_minutes: int | None = settings.FILE_OVERDUE_MINUTES.field()
+    include_existing_files: bool | None = settings.SENSOR_INCLUDE_EXISTING_FILES.field()
 
     @property
     def uri(self) -> str:
-        return read_setting("SOURCE_DIR", self.source_dir)
+        return settings.SOURCE_DIR.read(self.source_dir)
 
     @property
     def source(self) -> "Source":
         """The folder or the bucket prefix, as the sensor and the loads read it."""
-        if is_s3_uri(self.uri):
+        if settings.is_s3_uri(self.uri):
             from dagster_and_etl.ingest.source_bucket import BucketSource
 
             return BucketSource.from_uri(self.uri, s3_client)
         from dagster_and_etl.ingest.source_folder import FolderSource
 
-        return FolderSource(read_path_setting("SOURCE_DIR", self.source_dir))
+        return FolderSource(Path(self.uri))
 
     @property
     def batch_size(self) -> int:
-        return read_count_setting("SENSOR_MAX_BATCH", self.max_batch)
+        return settings.SENSOR_MAX_BATCH.read(self.max_batch)
 
     @property
     def runs_per_tick(self) -> int:
-        return read_count_setting("SENSOR_MAX_RUNS_PER_TICK", self.max_runs_per_tick)
+        return settings.SENSOR_MAX_RUNS_PER_TICK.read(self.max_runs_per_tick)
 
     @property
     def include_existing(self) -> bool:
-        return read_flag_setting("SENSOR_INCLUDE_EXISTING_FILES", self.include_existing_files)
+        return settings.SENSOR_INCLUDE_EXISTING_FILES.read(self.include_existing_files)
 
     @property
     def overdue_after_minutes(self) -> int:
-        return read_count_setting("FILE_OVERDUE_MINUTES", self.overdue_minutes)
+        return settings.FILE_OVERDUE_MINUTES.read(self.overdue_minutes)
 
     @property
     def settle_ns(self) -> int:
-        return int(read_seconds_setting("SENSOR_SETTLE_SECONDS", self.settle_seconds) * 1e9)
+        return int(settings.SENSOR_SETTLE_SECONDS.read(self.settle_seconds) * 1e9)
 
     def checked_key(self, partition_key: str) -> str:
         """The key, once it is sure to name a file in the source; fails for one that could name a path
@@ -151,31 +121,24 @@ class StagingDatabase(DuckDBResource):
     """The DuckDB database file the partitions are loaded into: dagster-duckdb's resource, whose file and
     DuckDB settings may also come from the environment, read as each run or tick starts."""
 
-    database: str = Field(default="", description="Empty: $DUCKDB_DATABASE, else data/staging/data.duckdb.")
-    memory_limit: str = Field(
-        default="",
-        description="DuckDB's memory_limit, such as 4GB. Empty: $DUCKDB_MEMORY_LIMIT, else DuckDB's.",
-    )
-    temp_directory: str = Field(
-        default="",
-        description="Where DuckDB spills what does not fit in memory."
-        " Empty: $DUCKDB_TEMP_DIRECTORY, else DuckDB's.",
-    )
-    threads: str = Field(default="", description="DuckDB's threads. Empty: $DUCKDB_THREADS, else DuckDB's.")
+    database: str = settings.DUCKDB_DATABASE.field("")
+    memory_limit: str = settings.DUCKDB_MEMORY_LIMIT.field("")
+    temp_directory: str = settings.DUCKDB_TEMP_DIRECTORY.field("")
+    threads: str = settings.DUCKDB_THREADS.field("")
 
     def create_resource(self, context: dg.InitResourceContext) -> "StagingDatabase":
         """What a run or a tick is handed: this resource with the settings left empty read from the
         environment now, so a changed `.env` applies at the next run without reloading the code location
         (`dg.EnvVar` has no default, so it cannot name an optional setting)."""
         duckdb_settings = {
-            "memory_limit": read_optional_setting("DUCKDB_MEMORY_LIMIT", self.memory_limit),
-            "temp_directory": read_optional_setting("DUCKDB_TEMP_DIRECTORY", self.temp_directory),
-            "threads": read_optional_setting("DUCKDB_THREADS", self.threads),
+            "memory_limit": settings.DUCKDB_MEMORY_LIMIT.read(self.memory_limit),
+            "temp_directory": settings.DUCKDB_TEMP_DIRECTORY.read(self.temp_directory),
+            "threads": settings.DUCKDB_THREADS.read(self.threads),
         }
         chosen = {name: value for name, value in duckdb_settings.items() if value is not None}
         return self.model_copy(
             update={
-                "database": str(read_path_setting("DUCKDB_DATABASE", self.database)),
+                "database": str(settings.DUCKDB_DATABASE.read(self.database)),
                 "connection_config": {**chosen, **self.connection_config},
             }
         )
@@ -239,29 +202,22 @@ class AlertWebhook(dg.ConfigurableResource):
     Rocket.Chat). The URL is a secret, so it is read from the environment only, never from
     configuration the UI shows; unset, no alert is sent."""
 
-    ui_url: str = Field(
-        default="",
-        description="The Dagster UI that alerts link to. Empty: $DAGSTER_UI_URL, else http://127.0.0.1:3000.",
-    )
-    timeout_seconds: float | None = Field(
-        default=None,
-        description="How long to wait for the webhook to answer. Empty: $ALERT_WEBHOOK_TIMEOUT_SECONDS,"
-        " else 5.",
-    )
+    ui_url: str = settings.DAGSTER_UI_URL.field("")
+    timeout_seconds: float | None = settings.ALERT_WEBHOOK_TIMEOUT_SECONDS.field()
 
     @property
     def webhook_url(self) -> str | None:
-        return read_optional_setting("ALERT_WEBHOOK_URL")
+        return settings.ALERT_WEBHOOK_URL.read()
 
     @property
     def dagster_ui_url(self) -> str:
-        return read_setting("DAGSTER_UI_URL", self.ui_url)
+        return settings.DAGSTER_UI_URL.read(self.ui_url)
 
     @property
     def timeout(self) -> float:
         from dagster_and_etl.alerting.webhook import MAX_TIMEOUT_SECONDS
 
-        seconds = read_seconds_setting("ALERT_WEBHOOK_TIMEOUT_SECONDS", self.timeout_seconds)
+        seconds = settings.ALERT_WEBHOOK_TIMEOUT_SECONDS.read(self.timeout_seconds)
         if not 0 < seconds <= MAX_TIMEOUT_SECONDS:
             raise ValueError(
                 f"ALERT_WEBHOOK_TIMEOUT_SECONDS must be more than 0 and at most {MAX_TIMEOUT_SECONDS},"

@@ -62,7 +62,7 @@ from dagster_and_etl.ingest.lost_loads import (
 )
 from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
 from dagster_and_etl.ingest.source import SourceUnavailable
-from dagster_and_etl.settings import read_count_setting
+from dagster_and_etl.settings import ALERT_INTERVAL_SECONDS, SENSOR_INTERVAL_SECONDS
 
 # The tags the daemon puts on the runs a sensor launches.
 RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
@@ -126,7 +126,7 @@ def _database_check(
     target=jobs.import_dynamic_partition_job,
     # How often the daemon ticks a sensor is part of its definition, so these two are read when the code
     # location loads, not at each tick like the other settings.
-    minimum_interval_seconds=read_count_setting("SENSOR_INTERVAL_SECONDS"),
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS.read(),
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
         "Watches SOURCE_DIR (a folder or an S3 prefix) for new or modified CSV files, registers each new"
@@ -249,7 +249,7 @@ def _overdue_partition_alerts(
 
 
 @dg.sensor(
-    minimum_interval_seconds=read_count_setting("ALERT_INTERVAL_SECONDS"),
+    minimum_interval_seconds=ALERT_INTERVAL_SECONDS.read(),
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
         "Posts an alert to ALERT_WEBHOOK_URL when a run fails for good (a bad file held back, a daily file"
