@@ -5,7 +5,7 @@ a process of its own by default (`--server thread`: in this process, as the test
 `dynamic_sensor` is evaluated once without a cursor, its partitions registered and its cursor kept, as
 the daemon would (`SensorDaemon.tick(execute=False)`); then each timed tick is one more such tick that
 finds nothing new. Every S3 request the sensor makes is counted by operation (a botocore `before-call`
-hook on the client the sensor gets from `s3_client`).
+hook on each client dagster-aws's `S3Resource.get_client` makes for the sensor).
 
 `--age` backdates the objects (their LastModified that many seconds before the storage's clock). The
 default, 2 hours, is a prefix at rest: every object older than the sensor's 1-hour rewrite lookback.
@@ -33,11 +33,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from benchmarks import _s3
 from benchmarks._stats import ratio_line, summary
 from dagster_and_etl.definitions import defs as load_defs
-from dagster_and_etl.defs import resources
 from dagster_and_etl.ingest.source_bucket import BucketSource
 from dagster_and_etl.local_s3 import s3_server
 from dagster_and_etl.sample_data import HEADER
@@ -65,13 +65,13 @@ class Counted:
         self.client_seconds = self.list_seconds = 0.0
         self.clients = 0
 
-    def wrap_client(self, make: Callable[[], object]) -> Callable[[], object]:
-        def counted_client():
+    def wrap_client(self, make: Callable[[S3Resource], object]) -> Callable[[S3Resource], object]:
+        def counted_client(resource: S3Resource):
             started = time.perf_counter()
-            s3 = make()
+            s3 = make(resource)
             self.client_seconds += time.perf_counter() - started
             self.clients += 1
-            # Once per client, however often it is handed out (the project keeps one per process).
+            # Once per client: the project makes one for each tick that reads the bucket.
             s3.meta.events.register("before-call.s3", self._count, unique_id=f"benchmark-count-{id(self)}")
             return s3
 
@@ -166,7 +166,7 @@ def main() -> None:
         )
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
             os.environ.pop(name, None)
-        resources.s3_client = counted.wrap_client(resources.s3_client)
+        S3Resource.get_client = counted.wrap_client(S3Resource.get_client)
         BucketSource.list = counted.wrap_list(BucketSource.list)
         time.sleep(2.5)  # past the whole-second slack of the storage's timestamps
         daemon = SensorDaemon(instance, load_defs())
@@ -222,7 +222,7 @@ def main() -> None:
             )
         )
         replay = Replay(recorded)
-        resources.s3_client = lambda: replay
+        S3Resource.get_client = lambda _resource: replay
         replayed: list[float] = []
         for _ in range(args.runs):
             replayed.append(measured(idle_tick)[0])

@@ -147,3 +147,4 @@ def test_an_interval_that_is_not_a_whole_number_of_seconds_fails_loading_naming_
     result = sensor_intervals(SENSOR_INTERVAL_SECONDS="0.5")
     assert result.returncode != 0
     assert "SENSOR_INTERVAL_SECONDS must be a whole number, got '0.5'" in result.stderr
+

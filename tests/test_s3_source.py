@@ -20,11 +20,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from dagster_and_etl.defs import assets, resources
+from dagster_and_etl.defs import assets
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
+from dagster_and_etl.defs.resources import SourceFolder
 from dagster_and_etl.ingest.sensor_plan import SensorCursor
 from dagster_and_etl.ingest.source import SourceUnavailable
-from dagster_and_etl.ingest.source_bucket import BucketSource
 from dagster_and_etl.sample_data import HEADER, sample_csv
 from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
 from tests.landing import BucketLanding, S3Server
@@ -96,19 +96,18 @@ def job_with_retries(defs: dg.Definitions, job_name: str, policy: dg.RetryPolicy
 
 
 def client_with(monkeypatch: pytest.MonkeyPatch, configure: Callable[[object], None]) -> None:
-    """Makes the project use, from now on, an S3 client of the test's own that passed through `configure`
-    first (the project's own clients are shared within the process, and must not keep the change)."""
+    """Makes the project's S3 clients, from now on, pass through `configure` when dagster-aws's
+    `S3Resource` makes them (one for each run or tick that reads the bucket)."""
     from dagster_aws.s3 import S3Resource
 
-    made: list[object] = []
+    make_client = S3Resource.get_client
 
-    def configured_client():
-        if not made:
-            made.append(S3Resource().get_client())
-            configure(made[0])
-        return made[0]
+    def configured_client(self: S3Resource):
+        client = make_client(self)
+        configure(client)
+        return client
 
-    monkeypatch.setattr(resources, "s3_client", configured_client)
+    monkeypatch.setattr(S3Resource, "get_client", configured_client)
 
 
 def count_calls(monkeypatch: pytest.MonkeyPatch, operation: str) -> list[dict]:
@@ -189,6 +188,25 @@ def test_more_than_a_thousand_objects_are_listed_over_two_pages_and_each_request
     assert len(lists) == 4
     assert idle.result.run_requests in (None, []) and idle.result.dynamic_partitions_requests in (None, [])
     assert idle.skip_reason == f"No new or modified files in {bucket.uri}."
+
+
+def test_each_tick_and_each_run_reads_the_bucket_through_one_client_of_its_own(
+    bucket: BucketLanding, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENSOR_MAX_BATCH", "500")
+    for key in "abc":
+        bucket.write(f"{key}.csv", sample_csv(seed=1, rows=2))
+    bucket.wait_until_settled()
+    clients: list[object] = []
+    client_with(monkeypatch, clients.append)
+
+    first = daemon.tick()  # lists, then one run loads a..c: three objects described and copied
+
+    assert [run.success for run in first.runs] == [True]
+    assert len(clients) == 2  # the tick's and the run's, each used for all its requests
+    daemon.tick()
+    assert len(clients) == 3  # the next tick makes its own: no client outlives its tick or run
+    assert len({id(client) for client in clients}) == 3
 
 
 def test_an_object_rewritten_with_the_same_size_is_loaded_but_the_same_content_put_again_is_not(
@@ -502,7 +520,7 @@ def test_the_spool_folder_is_removed_after_a_good_run_a_bad_file_and_an_error(
     assert description.startswith(f"{bucket.location('bad.csv')} cannot be loaded: 1 bad line(s): line 3")
     assert len(spools) == 2 and left_behind() == []
 
-    source = BucketSource.from_uri(bucket.uri, resources.s3_client)
+    source = SourceFolder(source_dir=bucket.uri).source
     with pytest.raises(RuntimeError), source.local_copies(["good"]) as copies:
         assert copies["good"].path.read_text() == sample_csv(seed=1)  # a complete copy, in the spool
         raise RuntimeError("the load failed half-way")
@@ -535,7 +553,7 @@ def test_the_daily_pipeline_loads_the_days_object_and_waits_for_one_not_arrived(
 
 
 def test_the_listing_reads_now_from_the_storages_date_header(bucket: BucketLanding) -> None:
-    source = BucketSource.from_uri(bucket.uri, resources.s3_client)
+    source = SourceFolder(source_dir=bucket.uri).source
     before = bucket.storage_now_ns()
     listing = source.list()
     after = bucket.storage_now_ns()
@@ -597,7 +615,7 @@ def test_the_sensor_keeps_time_by_the_storages_clock_not_the_hosts(
 def test_a_missing_bucket_is_source_unavailable_from_the_listing_the_heads_and_the_copies(
     s3_settings: S3Server,
 ) -> None:
-    source = BucketSource.from_uri("s3://no-such-bucket-for-this-test/in/", resources.s3_client)
+    source = SourceFolder(source_dir="s3://no-such-bucket-for-this-test/in/").source
     expected = "Cannot {} s3://no-such-bucket-for-this-test/in/: the bucket does not exist (NoSuchBucket)."
 
     with pytest.raises(SourceUnavailable, match=r"^Cannot list ") as listed:
@@ -617,7 +635,7 @@ def test_many_objects_are_described_and_fetched_through_the_clients_own_connecti
     keys = [f"k{index:03d}" for index in range(120)]
     with ThreadPoolExecutor(10) as pool:
         list(pool.map(lambda key: bucket.write(f"{key}.csv", f"{HEADER}\n{key}\n"), keys))
-    source = BucketSource.from_uri(bucket.uri, resources.s3_client)
+    source = SourceFolder(source_dir=bucket.uri).source
     caplog.clear()
 
     with caplog.at_level("WARNING", logger="urllib3.connectionpool"):

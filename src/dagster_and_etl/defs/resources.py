@@ -6,22 +6,24 @@ code change and no reload.
 """
 
 import functools
-import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
+from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
 from dagster_and_etl import settings
 from dagster_and_etl.ingest.partition_keys import key_problem
+from dagster_and_etl.ingest.source import Source
+from dagster_and_etl.ingest.source_bucket import BucketSource
+from dagster_and_etl.ingest.source_folder import FolderSource
 
 if TYPE_CHECKING:
     from dagster_and_etl.ingest.duckdb_load import RawTable
-    from dagster_and_etl.ingest.source import Source
 
 
 class SourceFolder(dg.ConfigurableResource):
@@ -40,15 +42,14 @@ class SourceFolder(dg.ConfigurableResource):
     def uri(self) -> str:
         return settings.SOURCE_DIR.read(self.source_dir)
 
-    @property
-    def source(self) -> "Source":
-        """The folder or the bucket prefix, as the sensor and the loads read it."""
+    @functools.cached_property
+    def source(self) -> Source:
+        """The folder or the bucket prefix, as the sensor and the loads read it: made once per run or
+        tick, since Dagster starts a resource anew for each, and with it a bucket's one S3 client."""
         if settings.is_s3_uri(self.uri):
-            from dagster_and_etl.ingest.source_bucket import BucketSource
-
-            return BucketSource.from_uri(self.uri, s3_client)
-        from dagster_and_etl.ingest.source_folder import FolderSource
-
+            # dagster-aws's resource, configured as boto3 is: AWS_ENDPOINT_URL, AWS_REGION, the credential
+            # chain. The client is made when the bucket is first read, then kept for this run or tick.
+            return BucketSource.from_uri(self.uri, functools.cache(S3Resource().get_client))
         return FolderSource(Path(self.uri))
 
     @property
@@ -82,35 +83,6 @@ class SourceFolder(dg.ConfigurableResource):
                 allow_retries=False,
             )
         return partition_key
-
-
-# The settings a client is made from; a client is made again only when one of them changes.
-AWS_SETTINGS = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_PROFILE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-)
-
-
-def s3_client() -> "Any":
-    """A boto3 S3 client from dagster-aws's `S3Resource`, configured by the standard AWS settings.
-
-    Making one takes a few tenths of a second, so each process keeps the one it made while the settings
-    stay the same (boto3's clients are safe to share between threads)."""
-    return _s3_client_for(tuple(os.environ.get(name) for name in AWS_SETTINGS))
-
-
-@functools.lru_cache(maxsize=4)
-def _s3_client_for(settings: tuple[str | None, ...]) -> "Any":
-    # dagster-aws is imported here, not at the top: a folder source never pays for loading it.
-    from dagster_aws.s3 import S3Resource
-
-    return S3Resource().get_client()
 
 
 class DatabaseBusy(Exception):
