@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from dagster_and_etl.defs.resources import SourceFolder, StagingDatabase
+from dagster_and_etl.defs.resources import SourceFiles, StagingDatabase
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.settings import PROJECT_ROOT
 from tests.support import REFERENCE_DATA, run_daily, write_source_file
@@ -175,8 +175,8 @@ def test_duckdb_settings_apply_to_every_connection(monkeypatch, tmp_path) -> Non
     monkeypatch.setenv("DUCKDB_MEMORY_LIMIT", "123MB")
     monkeypatch.setenv("DUCKDB_THREADS", "1")
     monkeypatch.setenv("DUCKDB_TEMP_DIRECTORY", str(tmp_path / "spill"))
-    with dg.build_resources({"duckdb": StagingDatabase()}) as started:  # as a run starts it
-        database = started.duckdb
+    with dg.build_resources({"database": StagingDatabase()}) as started:  # as a run starts it
+        database = started.database
     with database.get_connection() as conn:
         found = dict(
             conn.execute(
@@ -194,10 +194,10 @@ def test_duckdb_settings_apply_to_every_connection(monkeypatch, tmp_path) -> Non
 def test_the_database_is_dagster_duckdbs_resource_and_keeps_its_connection_config(duckdb_path) -> None:
     resource = StagingDatabase(connection_config={"threads": 2, "default_order": "desc"})
     assert isinstance(resource, DuckDBResource)
-    with dg.build_resources({"duckdb": resource}) as started, started.duckdb.get_connection() as conn:
+    with dg.build_resources({"database": resource}) as started, started.database.get_connection() as conn:
         found = dict(conn.execute("SELECT name, value FROM duckdb_settings()").fetchall())
 
-    assert started.duckdb.database == str(duckdb_path)  # the file came from $DUCKDB_DATABASE
+    assert started.database.database == str(duckdb_path)  # the file came from $DUCKDB_DATABASE
     assert found["threads"] == "2"
     assert found["default_order"] == "DESC"
 
@@ -258,12 +258,12 @@ def test_settings_are_read_when_each_run_starts(defs, instance, tmp_path, monkey
 
 
 def started_source(override: str) -> str:
-    return SourceFolder(source_dir=override).uri
+    return SourceFiles(source_dir=override).uri
 
 
 def started_database(override: str) -> str:
-    with dg.build_resources({"duckdb": StagingDatabase(database=override)}) as started:
-        return started.duckdb.database
+    with dg.build_resources({"database": StagingDatabase(database=override)}) as started:
+        return started.database.database
 
 
 @pytest.mark.parametrize(

@@ -96,7 +96,7 @@ class PausingConnection:
             pause(self._conn, pause_at)
         return self._conn.execute(query, *args)
 
-with dg.build_resources({"duckdb": StagingDatabase()}) as started, started.duckdb.get_connection() as conn:
+with dg.build_resources({"database": StagingDatabase()}) as up, up.database.get_connection() as conn:
     print("LOAD STARTING", flush=True)
     result = replace_partition(PausingConnection(conn), RawTable.DAILY, key, path)
     print("LOAD COMMITTED", result.row_count, flush=True)

@@ -73,7 +73,7 @@ def test_definitions_hold_the_schedule_the_sensors_and_the_resources(defs):
     assert defs.resolve_sensor_def("dynamic_sensor").job_name == "import_dynamic_partition_job"
     for sensor in repository.sensor_defs:  # quiet until someone turns it on
         assert sensor.default_status == dg.DefaultSensorStatus.STOPPED, sensor.name
-    assert set(defs.resources) == {"source_folder", "duckdb", "alerts"}
+    assert set(defs.resources) == {"source_files", "database", "sensor_tuning", "freshness", "alerts"}
 
 
 def test_dynamic_assets_use_the_dynamic_partitions_definition_named_dynamic_partition(defs):
@@ -148,3 +148,30 @@ def test_an_interval_that_is_not_a_whole_number_of_seconds_fails_loading_naming_
     assert result.returncode != 0
     assert "SENSOR_INTERVAL_SECONDS must be a whole number, got '0.5'" in result.stderr
 
+
+def test_each_definition_takes_only_the_resources_it_uses(defs) -> None:
+    graph = defs.resolve_asset_graph()
+    assets = {
+        key.to_user_string(): graph.get(key).assets_def.required_resource_keys - {"io_manager"}
+        for key in graph.get_all_asset_keys()
+    }
+    assert assets == {
+        "import_partition_file": {"source_files"},
+        "import_dynamic_partition_file": {"source_files"},
+        "duckdb_partition_table": {"source_files", "database"},
+        "duckdb_dynamic_partition_table": {"source_files", "database"},
+    }
+    sensors = {
+        name: defs.resolve_sensor_def(name).required_resource_keys
+        for name in ("dynamic_sensor", "alert_sensor")
+    }
+    assert sensors == {
+        "dynamic_sensor": {"source_files", "database", "sensor_tuning"},
+        "alert_sensor": {"alerts", "source_files", "database", "freshness"},
+    }
+    checks = {
+        key.name: d.required_resource_keys - {"io_manager"}
+        for d in defs.asset_checks or []
+        for key in d.check_keys
+    }
+    assert checks["files_loaded_in_time"] == {"source_files", "database", "freshness"}

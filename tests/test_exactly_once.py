@@ -25,7 +25,7 @@ import pytest
 
 from dagster_and_etl.defs import assets
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
-from dagster_and_etl.defs.resources import SourceFolder
+from dagster_and_etl.defs.resources import SourceFiles
 from dagster_and_etl.ingest.source_file_scan import count_data_rows
 from dagster_and_etl.sample_data import HEADER, sample_csv
 from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
@@ -63,7 +63,7 @@ def loads_per_version(database: Path) -> dict[tuple[str, str], int]:
 
 def current_versions() -> dict[str, str]:
     """The version of every file in SOURCE_DIR (a folder or a bucket prefix), as its source reports it."""
-    return {f.partition_key: f.version for f in SourceFolder().source.list().files}
+    return {f.partition_key: f.version for f in SourceFiles().source.list().files}
 
 
 def status(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, str]:

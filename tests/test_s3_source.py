@@ -22,7 +22,7 @@ import pytest
 
 from dagster_and_etl.defs import assets
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
-from dagster_and_etl.defs.resources import SourceFolder
+from dagster_and_etl.defs.resources import SourceFiles
 from dagster_and_etl.ingest.sensor_plan import SensorCursor
 from dagster_and_etl.ingest.source import SourceUnavailable
 from dagster_and_etl.sample_data import HEADER, sample_csv
@@ -520,7 +520,7 @@ def test_the_spool_folder_is_removed_after_a_good_run_a_bad_file_and_an_error(
     assert description.startswith(f"{bucket.location('bad.csv')} cannot be loaded: 1 bad line(s): line 3")
     assert len(spools) == 2 and left_behind() == []
 
-    source = SourceFolder(source_dir=bucket.uri).source
+    source = SourceFiles(source_dir=bucket.uri).source
     with pytest.raises(RuntimeError), source.local_copies(["good"]) as copies:
         assert copies["good"].path.read_text() == sample_csv(seed=1)  # a complete copy, in the spool
         raise RuntimeError("the load failed half-way")
@@ -553,7 +553,7 @@ def test_the_daily_pipeline_loads_the_days_object_and_waits_for_one_not_arrived(
 
 
 def test_the_listing_reads_now_from_the_storages_date_header(bucket: BucketLanding) -> None:
-    source = SourceFolder(source_dir=bucket.uri).source
+    source = SourceFiles(source_dir=bucket.uri).source
     before = bucket.storage_now_ns()
     listing = source.list()
     after = bucket.storage_now_ns()
@@ -615,7 +615,7 @@ def test_the_sensor_keeps_time_by_the_storages_clock_not_the_hosts(
 def test_a_missing_bucket_is_source_unavailable_from_the_listing_the_heads_and_the_copies(
     s3_settings: S3Server,
 ) -> None:
-    source = SourceFolder(source_dir="s3://no-such-bucket-for-this-test/in/").source
+    source = SourceFiles(source_dir="s3://no-such-bucket-for-this-test/in/").source
     expected = "Cannot {} s3://no-such-bucket-for-this-test/in/: the bucket does not exist (NoSuchBucket)."
 
     with pytest.raises(SourceUnavailable, match=r"^Cannot list ") as listed:
@@ -635,7 +635,7 @@ def test_many_objects_are_described_and_fetched_through_the_clients_own_connecti
     keys = [f"k{index:03d}" for index in range(120)]
     with ThreadPoolExecutor(10) as pool:
         list(pool.map(lambda key: bucket.write(f"{key}.csv", f"{HEADER}\n{key}\n"), keys))
-    source = SourceFolder(source_dir=bucket.uri).source
+    source = SourceFiles(source_dir=bucket.uri).source
     caplog.clear()
 
     with caplog.at_level("WARNING", logger="urllib3.connectionpool"):

@@ -106,11 +106,17 @@ def test_readme_drift_is_caught(change, problem: str) -> None:
 
 
 def test_every_resource_field_for_a_setting_is_described_by_it() -> None:
-    from dagster_and_etl.defs.resources import AlertWebhook, SourceFolder, StagingDatabase
+    from dagster_and_etl.defs import resources
 
     described = {
         field.description
-        for resource in (SourceFolder, StagingDatabase, AlertWebhook)
+        for resource in (
+            resources.SourceFiles,
+            resources.StagingDatabase,
+            resources.SensorTuning,
+            resources.FileFreshness,
+            resources.AlertWebhook,
+        )
         for field in resource.model_fields.values()
     }
     names = {setting.name for setting in SETTINGS if any(f"${setting.name}," in d for d in described if d)}

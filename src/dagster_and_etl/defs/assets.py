@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
-from dagster_and_etl.defs.resources import SourceFolder, StagingDatabase
+from dagster_and_etl.defs.resources import SourceFiles, StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import LoadReport, RawTable, load_partitions
 from dagster_and_etl.ingest.partition_keys import file_name_for_key
 from dagster_and_etl.ingest.source import FileInfo, Source, SourceUnavailable, settle_horizon
@@ -115,7 +115,7 @@ def _data_rows(source: Source, partition_key: str) -> int | str:
 
 
 def _describe_source_files(
-    source_folder: SourceFolder, partition_keys: list[str], *, must_arrive: bool
+    source_files: SourceFiles, partition_keys: list[str], *, must_arrive: bool
 ) -> dg.MaterializeResult:
     """What landed for each partition: its file's path, size, modification time and data rows.
 
@@ -124,10 +124,10 @@ def _describe_source_files(
     not arrived or is still being written. A run of one partition reports its file; a run of many
     reports totals and a table of its files, as Dagster gives every partition of a run the same metadata.
     """
-    source = source_folder.source
-    keys = [source_folder.checked_key(key) for key in partition_keys]
+    source = source_files.source
+    keys = [source_files.checked_key(key) for key in partition_keys]
     found: dict[str, FileInfo | str] = (
-        dict(_arrived_files(source, source_folder.settle_ns, keys))
+        dict(_arrived_files(source, source_files.settle_ns, keys))
         if must_arrive
         else _file_infos(source, keys)
     )
@@ -219,18 +219,18 @@ def _is_re_execution(context: dg.AssetExecutionContext) -> bool:
 
 
 def _load_partitions(
-    context: dg.AssetExecutionContext, source_folder: SourceFolder, duckdb: StagingDatabase, table: RawTable
+    context: dg.AssetExecutionContext, source_files: SourceFiles, database: StagingDatabase, table: RawTable
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
     """Loads each partition's file into `table` and reports each partition by itself: a materialization
     for every partition that holds its file's current version, then the checks, then a failure naming
     the bad files, whose partitions keep the rows they had."""
-    source = source_folder.source
-    partition_keys = [source_folder.checked_key(key) for key in context.partition_keys]
+    source = source_files.source
+    partition_keys = [source_files.checked_key(key) for key in context.partition_keys]
     if table is RawTable.DAILY:
-        _arrived_files(source, source_folder.settle_ns, partition_keys)
+        _arrived_files(source, source_files.settle_ns, partition_keys)
     try:
         # Fetched before the database is opened: other loads wait for it only while this one writes.
-        with source.local_copies(partition_keys) as copies, duckdb.get_connection() as conn:
+        with source.local_copies(partition_keys) as copies, database.get_connection() as conn:
             report = load_partitions(conn, table, copies, context.run.run_id)
             holding = report.holding
             (non_positive,) = conn.execute(
@@ -242,7 +242,7 @@ def _load_partitions(
             first_rows = previews(conn, table, list(holding))
     except SourceUnavailable as error:
         raise _source_unavailable(error) from None
-    table_name = f"{duckdb.path.stem}.main.{table.value}"
+    table_name = f"{database.path.stem}.main.{table.value}"
     for key, result in holding.items():
         metadata: dict[str, object] = {
             "dagster/row_count": result.row_count,
@@ -320,10 +320,10 @@ def _load_partitions(
     owners=OWNERS,
 )
 def import_partition_file(
-    context: dg.AssetExecutionContext, source_folder: SourceFolder
+    context: dg.AssetExecutionContext, source_files: SourceFiles
 ) -> dg.MaterializeResult:
     """The day's source file, `<SOURCE_DIR>/<date>.csv`, once it has arrived and stopped changing."""
-    return _describe_source_files(source_folder, context.partition_keys, must_arrive=True)
+    return _describe_source_files(source_files, context.partition_keys, must_arrive=True)
 
 
 @dg.asset(
@@ -338,10 +338,10 @@ def import_partition_file(
     output_required=False,  # each partition is reported by its own materialization
 )
 def duckdb_partition_table(
-    context: dg.AssetExecutionContext, source_folder: SourceFolder, duckdb: StagingDatabase
+    context: dg.AssetExecutionContext, source_files: SourceFiles, database: StagingDatabase
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
     """Table `raw_partition_data`: each day's file, its rows replaced when a new version of it is loaded."""
-    yield from _load_partitions(context, source_folder, duckdb, RawTable.DAILY)
+    yield from _load_partitions(context, source_files, database, RawTable.DAILY)
 
 
 @dg.asset(
@@ -352,10 +352,10 @@ def duckdb_partition_table(
     owners=OWNERS,
 )
 def import_dynamic_partition_file(
-    context: dg.AssetExecutionContext, source_folder: SourceFolder
+    context: dg.AssetExecutionContext, source_files: SourceFiles
 ) -> dg.MaterializeResult:
     """A file that landed in the source folder, `<SOURCE_DIR>/<key>.csv`."""
-    return _describe_source_files(source_folder, context.partition_keys, must_arrive=False)
+    return _describe_source_files(source_files, context.partition_keys, must_arrive=False)
 
 
 @dg.asset(
@@ -370,7 +370,7 @@ def import_dynamic_partition_file(
     output_required=False,  # each partition is reported by its own materialization
 )
 def duckdb_dynamic_partition_table(
-    context: dg.AssetExecutionContext, source_folder: SourceFolder, duckdb: StagingDatabase
+    context: dg.AssetExecutionContext, source_files: SourceFiles, database: StagingDatabase
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
     """Table `raw_dynamic_partition_data`: each file's rows, replaced when the file changes."""
-    yield from _load_partitions(context, source_folder, duckdb, RawTable.DYNAMIC)
+    yield from _load_partitions(context, source_files, database, RawTable.DYNAMIC)

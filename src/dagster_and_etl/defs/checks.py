@@ -18,7 +18,7 @@ import dagster as dg
 from dagster_and_etl.alerting.freshness import waiting_files
 from dagster_and_etl.alerting.messages import WaitingFile
 from dagster_and_etl.defs import assets
-from dagster_and_etl.defs.resources import DatabaseBusy, SourceFolder, StagingDatabase
+from dagster_and_etl.defs.resources import DatabaseBusy, FileFreshness, SourceFiles, StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import RawTable
 from dagster_and_etl.ingest.sensor_plan import version_mark
 from dagster_and_etl.ingest.source import SourceUnavailable
@@ -93,13 +93,15 @@ class WaitingFiles:
         )
 
 
-def find_waiting_files(source_folder: SourceFolder, duckdb: StagingDatabase) -> WaitingFiles:
+def find_waiting_files(
+    source_files: SourceFiles, database: StagingDatabase, freshness: FileFreshness
+) -> WaitingFiles:
     """Lists the source and reads what is loaded; `SourceUnavailable` or `DatabaseBusy` when either
     cannot be read now."""
-    source = source_folder.source
+    source = source_files.source
     listing = source.list()
-    loaded = duckdb.loaded_versions(RawTable.DYNAMIC)
-    limit = source_folder.overdue_after_minutes
+    loaded = database.loaded_versions(RawTable.DYNAMIC)
+    limit = freshness.overdue_after_minutes
     late = waiting_files(listing, loaded, listing.now_ns, limit * 60 * 10**9)
     return WaitingFiles(
         [
@@ -122,9 +124,11 @@ def find_waiting_files(source_folder: SourceFolder, duckdb: StagingDatabase) -> 
     description="Fails while a file has waited in the source more than FILE_OVERDUE_MINUTES (60) without"
     " its current version being loaded. Evaluated by alert_sensor on each tick.",
 )
-def files_loaded_in_time(source_folder: SourceFolder, duckdb: StagingDatabase) -> dg.AssetCheckResult:
+def files_loaded_in_time(
+    source_files: SourceFiles, database: StagingDatabase, freshness: FileFreshness
+) -> dg.AssetCheckResult:
     try:
-        waiting = find_waiting_files(source_folder, duckdb)
+        waiting = find_waiting_files(source_files, database, freshness)
     except (SourceUnavailable, DatabaseBusy) as error:
         raise dg.Failure(description=str(error), allow_retries=True) from None
     return dg.AssetCheckResult(

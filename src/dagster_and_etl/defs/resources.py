@@ -26,17 +26,13 @@ if TYPE_CHECKING:
     from dagster_and_etl.ingest.duckdb_load import RawTable
 
 
-class SourceFolder(dg.ConfigurableResource):
+class SourceFiles(dg.ConfigurableResource):
     """Where source CSV files land, one file per partition key: a local folder, or an S3 bucket prefix
     (`s3://bucket/prefix/`) reached with dagster-aws's `S3Resource` and the standard AWS settings
     (`AWS_ENDPOINT_URL`, `AWS_REGION`, the credential chain)."""
 
     source_dir: str = settings.SOURCE_DIR.field("")
     settle_seconds: float | None = settings.SENSOR_SETTLE_SECONDS.field()
-    max_batch: int | None = settings.SENSOR_MAX_BATCH.field()
-    max_runs_per_tick: int | None = settings.SENSOR_MAX_RUNS_PER_TICK.field()
-    overdue_minutes: int | None = settings.FILE_OVERDUE_MINUTES.field()
-    include_existing_files: bool | None = settings.SENSOR_INCLUDE_EXISTING_FILES.field()
 
     @property
     def uri(self) -> str:
@@ -53,22 +49,6 @@ class SourceFolder(dg.ConfigurableResource):
         return FolderSource(Path(self.uri))
 
     @property
-    def batch_size(self) -> int:
-        return settings.SENSOR_MAX_BATCH.read(self.max_batch)
-
-    @property
-    def runs_per_tick(self) -> int:
-        return settings.SENSOR_MAX_RUNS_PER_TICK.read(self.max_runs_per_tick)
-
-    @property
-    def include_existing(self) -> bool:
-        return settings.SENSOR_INCLUDE_EXISTING_FILES.read(self.include_existing_files)
-
-    @property
-    def overdue_after_minutes(self) -> int:
-        return settings.FILE_OVERDUE_MINUTES.read(self.overdue_minutes)
-
-    @property
     def settle_ns(self) -> int:
         return int(settings.SENSOR_SETTLE_SECONDS.read(self.settle_seconds) * 1e9)
 
@@ -83,6 +63,36 @@ class SourceFolder(dg.ConfigurableResource):
                 allow_retries=False,
             )
         return partition_key
+
+
+class SensorTuning(dg.ConfigurableResource):
+    """How `dynamic_sensor` batches what it finds, and what its first tick does; only the sensor takes it."""
+
+    max_batch: int | None = settings.SENSOR_MAX_BATCH.field()
+    max_runs_per_tick: int | None = settings.SENSOR_MAX_RUNS_PER_TICK.field()
+    include_existing_files: bool | None = settings.SENSOR_INCLUDE_EXISTING_FILES.field()
+
+    @property
+    def batch_size(self) -> int:
+        return settings.SENSOR_MAX_BATCH.read(self.max_batch)
+
+    @property
+    def runs_per_tick(self) -> int:
+        return settings.SENSOR_MAX_RUNS_PER_TICK.read(self.max_runs_per_tick)
+
+    @property
+    def include_existing(self) -> bool:
+        return settings.SENSOR_INCLUDE_EXISTING_FILES.read(self.include_existing_files)
+
+
+class FileFreshness(dg.ConfigurableResource):
+    """When the event-driven table is overdue: for the `files_loaded_in_time` check and `alert_sensor`."""
+
+    overdue_minutes: int | None = settings.FILE_OVERDUE_MINUTES.field()
+
+    @property
+    def overdue_after_minutes(self) -> int:
+        return settings.FILE_OVERDUE_MINUTES.read(self.overdue_minutes)
 
 
 class DatabaseBusy(Exception):
@@ -201,5 +211,11 @@ class AlertWebhook(dg.ConfigurableResource):
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
-        resources={"source_folder": SourceFolder(), "duckdb": StagingDatabase(), "alerts": AlertWebhook()}
+        resources={
+            "source_files": SourceFiles(),
+            "database": StagingDatabase(),
+            "sensor_tuning": SensorTuning(),
+            "freshness": FileFreshness(),
+            "alerts": AlertWebhook(),
+        }
     )

@@ -5,8 +5,8 @@ Reading `dynamic_sensor` in the lesson's four steps (docs/from-the-lesson.md map
 
 1. **A sensor for the job.** `@dg.sensor(target=jobs.import_dynamic_partition_job)`, as in the lesson,
    stopped until someone turns it on, ticking every 10 seconds (`SENSOR_INTERVAL_SECONDS`). It takes the
-   resources `source_folder` (where files land: `SOURCE_DIR`, a folder or an S3 prefix) and `duckdb` (the
-   database the loads write).
+   resources `source_files` (where files land: `SOURCE_DIR`, a folder or an S3 prefix), `database` (the
+   DuckDB file the loads write) and `sensor_tuning` (batch size, runs per tick, the first tick's policy).
 2. **What was already processed.** `SensorCursor.parse(context.cursor)` (ingest/sensor_plan.py). The
    lesson keeps every file name in the cursor; here it is a horizon, the time up to which every change
    was requested, so it stays small however many files there are. Which files are known is read from the
@@ -52,7 +52,14 @@ from dagster_and_etl.alerting.outbox import (
 from dagster_and_etl.alerting.webhook import post_alert, webhook_name, webhook_problem
 from dagster_and_etl.defs import assets, checks, jobs
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
-from dagster_and_etl.defs.resources import AlertWebhook, DatabaseBusy, SourceFolder, StagingDatabase
+from dagster_and_etl.defs.resources import (
+    AlertWebhook,
+    DatabaseBusy,
+    FileFreshness,
+    SensorTuning,
+    SourceFiles,
+    StagingDatabase,
+)
 from dagster_and_etl.ingest.duckdb_load import RawTable
 from dagster_and_etl.ingest.lost_loads import (
     database_stamp,
@@ -100,14 +107,14 @@ def _run_key_to_retry(instance: dg.DagsterInstance, sensor_name: str, run_key: s
 
 
 def _database_check(
-    context: dg.SensorEvaluationContext, duckdb: StagingDatabase, cursor: SensorCursor, rebuilt: bool
+    context: dg.SensorEvaluationContext, database: StagingDatabase, cursor: SensorCursor, rebuilt: bool
 ) -> tuple[str | None, str | None]:
     """The database's stamp and, once found, why it does not hold what Dagster recorded as loaded,
     to keep in the cursor. Looked at only when the file changed and no run of this sensor still loads;
     a rebuild has just read the load history itself, so the next tick looks afresh."""
     if rebuilt:
         return None, None
-    stamp = database_stamp(duckdb.path)
+    stamp = database_stamp(database.path)
     if cursor.database_problem is not None or stamp == cursor.database:
         return cursor.database, cursor.database_problem
     if runs_in_flight(context.instance, "dynamic_sensor"):
@@ -116,10 +123,10 @@ def _database_check(
     if recorded is None:  # nothing loaded yet: nothing the database could lack
         return None, None
     try:
-        loaded = duckdb.loaded_versions(RawTable.DYNAMIC, [recorded.partition_key])
+        loaded = database.loaded_versions(RawTable.DYNAMIC, [recorded.partition_key])
     except DatabaseBusy:
         return cursor.database, None
-    return stamp, lost_load_problem(recorded, loaded, duckdb.path)
+    return stamp, lost_load_problem(recorded, loaded, database.path)
 
 
 @dg.sensor(
@@ -134,9 +141,12 @@ def _database_check(
     ),
 )
 def dynamic_sensor(
-    context: dg.SensorEvaluationContext, source_folder: SourceFolder, duckdb: StagingDatabase
+    context: dg.SensorEvaluationContext,
+    source_files: SourceFiles,
+    database: StagingDatabase,
+    sensor_tuning: SensorTuning,
 ) -> dg.SensorResult:
-    source = source_folder.source
+    source = source_files.source
     try:
         listing = source.list()
     except SourceUnavailable as unavailable:
@@ -149,11 +159,11 @@ def dynamic_sensor(
             registered_keys=lambda: context.instance.get_dynamic_partitions(dynamic_partitions_def.name),
             cursor=cursor,
             now_ns=listing.now_ns,
-            settle_ns=source_folder.settle_ns,
-            max_batch=source_folder.batch_size,
-            max_runs=source_folder.runs_per_tick,
-            loaded_versions=lambda: duckdb.loaded_versions(RawTable.DYNAMIC),
-            include_existing=source_folder.include_existing,
+            settle_ns=source_files.settle_ns,
+            max_batch=sensor_tuning.batch_size,
+            max_runs=sensor_tuning.runs_per_tick,
+            loaded_versions=lambda: database.loaded_versions(RawTable.DYNAMIC),
+            include_existing=sensor_tuning.include_existing,
             lookback_ns=source.lookback_ns,
         )
     except DatabaseBusy as busy:
@@ -168,7 +178,7 @@ def dynamic_sensor(
         context.log.info(f"No cursor: {len(plan.to_request)} file(s) not loaded at their current version.")
     if plan.waiting:
         context.log.info(f"{len(plan.waiting)} file(s) wait for the next tick: runs-per-tick limit reached.")
-    stamp, problem = _database_check(context, duckdb, cursor, plan.rebuilt)
+    stamp, problem = _database_check(context, database, cursor, plan.rebuilt)
     next_cursor = dataclasses.replace(plan.cursor, database=stamp, database_problem=problem).serialize()
     if problem is not None:
         context.log.warning(problem + ".")
@@ -208,14 +218,15 @@ DAILY_FRESHNESS_CHECKS = [spec.key for spec in checks.daily_freshness_checks[0].
 
 def _waiting_files_alerts(
     cursor: AlertCursor,
-    source_folder: SourceFolder,
-    duckdb: StagingDatabase,
+    source_files: SourceFiles,
+    database: StagingDatabase,
+    freshness: FileFreshness,
     ui_url: str,
 ) -> tuple[list[Alert], list[dg.AssetCheckEvaluation], str]:
     """Evaluates the event-driven table's freshness: the result to report when it changed, and an alert
     for the file versions newly found waiting too long."""
     try:
-        waiting = checks.find_waiting_files(source_folder, duckdb)
+        waiting = checks.find_waiting_files(source_files, database, freshness)
     except (SourceUnavailable, DatabaseBusy) as error:
         return [], [], f"Waiting files not checked this tick: {error}"
     reports = []
@@ -229,14 +240,14 @@ def _waiting_files_alerts(
 
 
 def _overdue_partition_alerts(
-    context: dg.SensorEvaluationContext, cursor: AlertCursor, source_folder: SourceFolder, ui_url: str
+    context: dg.SensorEvaluationContext, cursor: AlertCursor, source_files: SourceFiles, ui_url: str
 ) -> list[Alert]:
     """An alert for each freshness check whose latest result found a partition overdue not yet announced."""
     alerts = []
     for check_key in DAILY_FRESHNESS_CHECKS:
         name = check_key.to_user_string()
         overdue = overdue_partition(
-            context.instance, check_key, daily_partitions_def, source_folder.source.location
+            context.instance, check_key, daily_partitions_def, source_files.source.location
         )
         if overdue == FRESH:
             cursor.overdue_partitions.pop(name, None)
@@ -261,8 +272,9 @@ def _overdue_partition_alerts(
 def alert_sensor(
     context: dg.SensorEvaluationContext,
     alerts: AlertWebhook,
-    source_folder: SourceFolder,
-    duckdb: StagingDatabase,
+    source_files: SourceFiles,
+    database: StagingDatabase,
+    freshness: FileFreshness,
 ) -> dg.SensorResult:
     url = alerts.webhook_url
     if url is not None and (problem := webhook_problem(url)) is not None:
@@ -271,7 +283,7 @@ def alert_sensor(
     cursor = AlertCursor.parse(context.cursor)
     ui_url = alerts.dagster_ui_url
 
-    found, reports, waiting_note = _waiting_files_alerts(cursor, source_folder, duckdb, ui_url)
+    found, reports, waiting_note = _waiting_files_alerts(cursor, source_files, database, freshness, ui_url)
     if cursor.failures_after is None:  # the first tick: failures from now on
         cursor.failures_after = latest_run_failure_id(context.instance)
     else:
@@ -281,7 +293,7 @@ def alert_sensor(
         )
         cursor.retrying = [*still_retrying, *retrying][-MAX_RETRYING:]
         found += [run_failure_alert(failure, ui_url) for failure in [*given_up, *failures]]
-    found += _overdue_partition_alerts(context, cursor, source_folder, ui_url)
+    found += _overdue_partition_alerts(context, cursor, source_files, ui_url)
 
     if url is None:
         # Off: what happens now is not sent later either, when alerts are turned on.
