@@ -41,10 +41,10 @@ from benchmarks._stats import ratio_line, summary
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
 from dagster_and_etl.ingest.duckdb_load import RawTable, load_partitions
 from dagster_and_etl.sample_data import sample_csv
+from dagster_and_etl.tags import RANGE_END_TAG, RANGE_START_TAG
 from tests.dagster_dev_process import BIN, PROJECT_ROOT, free_port, wait_for
 
 PROJECT_LOCATION = "dagster_and_etl"
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 PROJECT_TABLE = dg.AssetKey("duckdb_dynamic_partition_table")
 FLOOR_TABLE = dg.AssetKey("floor_table")
 FIRST_DAY = dt.date(2000, 1, 1)
@@ -256,7 +256,7 @@ def run_ranges(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
         if "dagster/partition" in tags:
             ranges.append((tags["dagster/partition"], tags["dagster/partition"]))
         else:
-            ranges.append((tags[RANGE_START], tags[RANGE_END]))
+            ranges.append((tags[RANGE_START_TAG], tags[RANGE_END_TAG]))
     return sorted(ranges)
 
 

@@ -27,6 +27,7 @@ from dagster_and_etl.settings import (
     SENSOR_SETTLE_SECONDS,
     SOURCE_DIR,
 )
+from dagster_and_etl.tags import RANGE_END_TAG, RANGE_START_TAG
 
 LOCATION_NAME = "ingest_floor"
 SENSOR_NAME = "floor_sensor"
@@ -63,8 +64,8 @@ def _run_request(batch: RunBatch) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=batch.run_key,
         tags={
-            "dagster/asset_partition_range_start": batch.first_key,
-            "dagster/asset_partition_range_end": batch.last_key,
+            RANGE_START_TAG: batch.first_key,
+            RANGE_END_TAG: batch.last_key,
         },
     )
 

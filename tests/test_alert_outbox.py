@@ -1,7 +1,8 @@
 """The alert sensor's cursor on its own: each alert queued once, the oldest sent first, at most one failed
 attempt a tick, and a bounded size."""
 
-from dagster_and_etl.alerting.outbox import MAX_PENDING, Alert, AlertCursor, deliver
+from dagster_and_etl.alerting.outbox import MAX_PENDING, AlertCursor, deliver
+from dagster_and_etl.alerting.records import Alert
 
 
 def test_the_cursor_reads_back_what_it_wrote() -> None:

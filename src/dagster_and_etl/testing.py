@@ -18,11 +18,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_and_etl.defs.sensors import RUN_KEY_TAG, SENSOR_NAME_TAG
-
-PARENT_RUN_ID_TAG, ROOT_RUN_ID_TAG = "dagster/parent_run_id", "dagster/root_run_id"
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
+from dagster_and_etl.tags import (
+    PARENT_RUN_ID_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    ROOT_RUN_ID_TAG,
+    RUN_KEY_TAG,
+    SENSOR_NAME_TAG,
+)
 
 
 @dataclass
@@ -140,7 +143,7 @@ class SensorDaemon:
         """The partition keys a request covers, expanding a key range in the order keys were registered."""
         if request.partition_key is not None:
             return [request.partition_key]
-        start, end = request.tags.get(RANGE_START), request.tags.get(RANGE_END)
+        start, end = request.tags.get(RANGE_START_TAG), request.tags.get(RANGE_END_TAG)
         if start is None or end is None:
             return []
         job = self.defs.resolve_job_def(request.job_name or self.sensor.job_name)

@@ -7,15 +7,16 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from dagster_and_etl.alerting.messages import FailedFile, OverduePartition, RunFailure
+from dagster_and_etl.alerting.records import FailedFile, OverduePartition, RunFailure
+from dagster_and_etl.tags import (
+    AUTO_RETRY_RUN_ID_TAG,
+    FAILURE_REASON_TAG,
+    PARTITION_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    WILL_RETRY_TAG,
+)
 
-# The tag Dagster sets on a failed run when run retries are on: "true" if the run will be retried. It
-# turns "false" if launching the retry fails; once launched, the retry's id is in AUTO_RETRY_RUN_ID_TAG.
-WILL_RETRY_TAG = "dagster/will_retry"
-AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
-FAILURE_REASON_TAG = "dagster/failure_reason"
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 ASSET_JOB_PREFIX = "__ASSET_JOB"
 # Dagster tags a failed run with WILL_RETRY_TAG just after storing its failure: a failure younger than
 # this without the tag is read again next tick, once the tag is there.

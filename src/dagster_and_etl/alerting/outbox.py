@@ -10,10 +10,8 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from dagster_and_etl.alerting.messages import WaitingFile
+from dagster_and_etl.alerting.records import Alert, WaitingFile
 
 # Alerts waiting for the webhook; beyond this the oldest are dropped, so the cursor stays small.
 MAX_PENDING = 100
@@ -23,15 +21,6 @@ MAX_WAITING_MARKS = 1000
 MAX_RETRYING = 200
 # A tick starts no new POST after this many seconds, so it ends well within Dagster's 60 s for a tick.
 DELIVERY_BUDGET_SECONDS = 20
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One message to send. `key` names what it is about (a run, an overdue partition, a file version),
-    so the same thing is never queued twice."""
-
-    key: str
-    text: str
 
 
 @dataclass
@@ -91,7 +80,7 @@ class AlertCursor:
         del self.pending[:dropped]
         return dropped
 
-    def newly_waiting(self, files: list["WaitingFile"]) -> list["WaitingFile"]:
+    def newly_waiting(self, files: list[WaitingFile]) -> list[WaitingFile]:
         """Of the files waiting too long now, those not announced before; remembers them all as announced:
         the newest `MAX_WAITING_MARKS` by version, the older ones by the newest change among them."""
         announced = set(self.waiting_marks)

@@ -19,12 +19,12 @@ from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_
 from dagster_and_etl.ingest.source_folder import FolderSource
 from dagster_and_etl.ingest.table_summary import Column, markdown_table, previews, table_columns
 from dagster_and_etl.settings import SENSOR_MAX_BATCH
+from dagster_and_etl.tags import PARENT_RUN_ID_TAG
 
 # DuckDB lets one process write to a database file at a time: the loads queue for this pool, whose
 # limit of 1 is set in the instance's dagster.yaml.
 DUCKDB_WRITE_POOL = "duckdb_write"
 # The tag Dagster puts on a run that re-executes another.
-PARENT_RUN_ID_TAG = "dagster/parent_run_id"
 # Who answers for these assets, as the UI shows it on each asset.
 OWNERS = ["team:data-engineering"]
 FILE_COLUMNS = ["partition", "path", "size (bytes)", "modified (UTC)", "rows"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from dagster_and_etl.alerting.freshness import waiting_files
-from dagster_and_etl.alerting.messages import WaitingFile
+from dagster_and_etl.alerting.records import WaitingFile
 from dagster_and_etl.defs import assets
 from dagster_and_etl.defs.resources import DatabaseBusy, FileFreshness, SourceFiles, StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import RawTable

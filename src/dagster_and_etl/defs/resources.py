@@ -1,8 +1,8 @@
-"""Settings and connections for the assets and the sensor, read when a run or a tick starts.
+"""The resources: where files land, the DuckDB file, the sensor's tuning, the freshness policy, alerts.
 
-Each field may be set in the launchpad; left empty it falls back to its environment variable (see
-`.env.example`), then to the default, so pointing the project at another folder or database needs no
-code change and no reload.
+Each field overrides one setting of `settings.py` for a run or a tick (the launchpad shows them); left
+empty, the setting is read from the environment when the run or tick uses it, so pointing the project at
+another folder or database needs no code change and no reload.
 """
 
 import functools

@@ -37,7 +37,6 @@ from dagster_and_etl.alerting.events import (
     run_failures_after,
 )
 from dagster_and_etl.alerting.messages import (
-    OverduePartition,
     overdue_partition_alert,
     run_failure_alert,
     waiting_files_alert,
@@ -45,10 +44,10 @@ from dagster_and_etl.alerting.messages import (
 from dagster_and_etl.alerting.outbox import (
     MAX_PENDING,
     MAX_RETRYING,
-    Alert,
     AlertCursor,
     deliver,
 )
+from dagster_and_etl.alerting.records import Alert, OverduePartition
 from dagster_and_etl.alerting.webhook import post_alert, webhook_name, webhook_problem
 from dagster_and_etl.defs import assets, checks, jobs
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
@@ -70,9 +69,9 @@ from dagster_and_etl.ingest.lost_loads import (
 from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
 from dagster_and_etl.ingest.source import SourceUnavailable
 from dagster_and_etl.settings import ALERT_INTERVAL_SECONDS, SENSOR_INTERVAL_SECONDS
+from dagster_and_etl.tags import RANGE_END_TAG, RANGE_START_TAG, RUN_KEY_TAG, SENSOR_NAME_TAG
 
 # The tags the daemon puts on the runs a sensor launches.
-RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
 
 
 def _run_request(batch: RunBatch, run_key: str) -> dg.RunRequest:
@@ -81,8 +80,8 @@ def _run_request(batch: RunBatch, run_key: str) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=run_key,
         tags={
-            "dagster/asset_partition_range_start": batch.first_key,
-            "dagster/asset_partition_range_end": batch.last_key,
+            RANGE_START_TAG: batch.first_key,
+            RANGE_END_TAG: batch.last_key,
         },
     )
 

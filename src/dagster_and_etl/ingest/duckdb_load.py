@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dagster_and_etl.ingest.csv_format import COLUMN_NAMES, COLUMNS, DATE_FORMAT
 from dagster_and_etl.ingest.source import LocalCopy
 from dagster_and_etl.ingest.source_file_scan import FileVersion, SourceFileError, count_data_rows
 
@@ -89,8 +90,20 @@ class LoadReport:
         return {**self.unchanged, **self.loaded}
 
 
+# What the statements in sql/ say of the file layout, filled in from `csv_format`, where it is written once.
+LAYOUT = {
+    "{column_definitions}": ",\n    ".join(f"{name} {kind} NOT NULL" for name, kind in COLUMNS),
+    "{source_columns}": ", ".join(f"src.{name}" for name in COLUMN_NAMES),
+    "{column_types}": "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS) + "}",
+    "{date_format}": DATE_FORMAT,
+    "{rejects_limit}": str(REJECTS_KEPT),
+}
+
+
 def sql_text(name: str, table: RawTable | None = None) -> str:
     text = (SQL_DIR / name).read_text()
+    for placeholder, value in LAYOUT.items():
+        text = text.replace(placeholder, value)
     return text if table is None else text.replace("{table}", RawTable(table).value)
 
 

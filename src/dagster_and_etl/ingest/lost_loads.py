@@ -15,6 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from dagster_and_etl.tags import SENSOR_NAME_TAG
+
 # The runs of a sensor that may still load: while one is, the database may not yet hold its files.
 IN_FLIGHT = [
     dg.DagsterRunStatus.NOT_STARTED,
@@ -56,9 +58,7 @@ def latest_recorded_load(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -
 
 def runs_in_flight(instance: dg.DagsterInstance, sensor_name: str) -> bool:
     return bool(
-        instance.get_run_ids(
-            dg.RunsFilter(tags={"dagster/sensor_name": sensor_name}, statuses=IN_FLIGHT), limit=1
-        )
+        instance.get_run_ids(dg.RunsFilter(tags={SENSOR_NAME_TAG: sensor_name}, statuses=IN_FLIGHT), limit=1)
     )
 
 
