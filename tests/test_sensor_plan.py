@@ -5,7 +5,7 @@ from pathlib import Path
 
 from dagster_and_etl.ingest.partition_keys import key_for_file_name, key_problem
 from dagster_and_etl.ingest.sensor_plan import MAX_REMEMBERED, SensorCursor, plan_tick, version_mark
-from dagster_and_etl.ingest.source import SourceListing
+from dagster_and_etl.ingest.source import ListedFile, SourceListing
 from dagster_and_etl.ingest.source_bucket import REWRITE_LOOKBACK_NS
 from dagster_and_etl.ingest.source_bucket import TIMESTAMP_SLACK_NS as BUCKET_SLACK_NS
 from dagster_and_etl.ingest.source_bucket import _file_of as bucket_file_of
@@ -164,7 +164,7 @@ T0 = 1_700_000_000 * SECOND
 
 def bucket_listing(now_ns: int, *objects: tuple[str, int, str]) -> SourceListing:
     """A listing of objects `(key, LastModified in ns, ETag)`, each of 100 bytes, taken at `now_ns`."""
-    entries = [(f"{key}.csv", key, 100, stamped, stamped, etag) for key, stamped, etag in objects]
+    entries = [ListedFile(f"{key}.csv", key, 100, stamped, stamped, etag) for key, stamped, etag in objects]
     return SourceListing(entries, now_ns, BUCKET_SLACK_NS, bucket_file_of)
 
 

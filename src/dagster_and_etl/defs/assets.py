@@ -14,7 +14,7 @@ from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partit
 from dagster_and_etl.defs.resources import SourceFiles, StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import LoadReport, RawTable, load_partitions
 from dagster_and_etl.ingest.partition_keys import file_name_for_key
-from dagster_and_etl.ingest.source import FileInfo, Source, SourceUnavailable, settle_horizon
+from dagster_and_etl.ingest.source import FileInfo, NoFile, Source, SourceUnavailable, settle_horizon
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
 from dagster_and_etl.ingest.source_folder import FolderSource
 from dagster_and_etl.ingest.table_summary import Column, markdown_table, previews, table_columns
@@ -65,7 +65,7 @@ def _source_unavailable(error: SourceUnavailable) -> dg.Failure:
     return dg.Failure(description=str(error), allow_retries=True)
 
 
-def _file_infos(source: Source, partition_keys: list[str]) -> dict[str, FileInfo | str]:
+def _file_infos(source: Source, partition_keys: list[str]) -> dict[str, FileInfo | NoFile]:
     try:
         return source.info(partition_keys)
     except SourceUnavailable as error:
@@ -79,14 +79,14 @@ def _arrived_files(source: Source, settle_ns: int, partition_keys: list[str]) ->
     arrived = {}
     for key in partition_keys:
         location, info = source.location(key), found[key]
-        if info == "missing":
+        if isinstance(info, NoFile) and info.missing:
             raise dg.Failure(
                 description=f"{file_name_for_key(key)} has not arrived in {source}.",
                 metadata={"path": dg.MetadataValue.path(location)},
             )
-        if isinstance(info, str):
+        if isinstance(info, NoFile):
             raise dg.Failure(
-                description=f"{location} cannot be loaded: it is {info}.",
+                description=f"{location} cannot be loaded: it is {info.problem}.",
                 metadata={"path": dg.MetadataValue.path(location)},
                 allow_retries=False,
             )
@@ -126,7 +126,7 @@ def _describe_source_files(
     """
     source = source_files.source
     keys = [source_files.checked_key(key) for key in partition_keys]
-    found: dict[str, FileInfo | str] = (
+    found: dict[str, FileInfo | NoFile] = (
         dict(_arrived_files(source, source_files.settle_ns, keys))
         if must_arrive
         else _file_infos(source, keys)
@@ -134,8 +134,8 @@ def _describe_source_files(
     described: list[tuple[str, str, int | str, int | None, int | str]] = []
     for key in keys:
         info = found[key]
-        if isinstance(info, str):
-            described.append((key, source.location(key), info, None, ""))
+        if isinstance(info, NoFile):
+            described.append((key, source.location(key), info.problem, None, ""))
         else:
             described.append((key, info.location, info.size, info.mtime_ns, _data_rows(source, key)))
     if len(described) == 1:

@@ -8,11 +8,14 @@ sensor's planner and the DuckDB load know nothing else of where the files live.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import gc
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+from dagster_and_etl.ingest.partition_keys import key_problem
 
 
 def settle_horizon(now_ns: int, settle_ns: int, slack_ns: int) -> int:
@@ -40,6 +43,34 @@ class SourceFile:
     version: str  # names this version, as the load history records it
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while a listing is made. Its records are tuples of a subclass, which
+    the collector, unlike plain tuples, keeps walking as they pile up: a third of an idle tick over
+    100,000 files. A record refers to no other object, so no cycle can form for it to miss."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class ListedFile(NamedTuple):
+    """One file as a listing saw it. A tuple, cheap to make for every file on every tick; it becomes a
+    `SourceFile`, with its version spelled out, only on a tick that has more to do than see that nothing
+    changed."""
+
+    name: str
+    partition_key: str
+    size: int
+    mtime_ns: int
+    changed_ns: int
+    # With the size and times, what tells this version apart: the inode in a folder, the ETag in S3.
+    identity: int | str
+
+
 @dataclass(frozen=True)
 class UnsafeName:
     name: str
@@ -48,17 +79,13 @@ class UnsafeName:
 
 @dataclass(frozen=True)
 class SourceListing:
-    """Every file of a source at one moment, and that moment by the source's own clock.
+    """Every file of a source at one moment, and that moment by the source's own clock; `make_file`
+    makes the `SourceFile` of one of its entries."""
 
-    Entries are plain tuples starting `(name, partition key, size, mtime_ns, changed_ns, ...)`; the rest
-    is the source's own, and `make_file` makes a `SourceFile` of one. Objects are made only for the
-    ticks that have more to do than see that nothing changed.
-    """
-
-    entries: list[tuple]
+    entries: list[ListedFile]
     now_ns: int  # "now", read before the listing started
     slack_ns: int  # how much older than its change a timestamp may be
-    make_file: Callable[[tuple], SourceFile]
+    make_file: Callable[[ListedFile], SourceFile]
     unsafe_names: list[UnsafeName] = field(default_factory=list)
 
     @functools.cached_property
@@ -66,10 +93,31 @@ class SourceListing:
         return [self.make_file(entry) for entry in self.entries]
 
     def latest_change_ns(self) -> int:
-        return max((entry[4] for entry in self.entries), default=0)
+        return max((entry.changed_ns for entry in self.entries), default=0)
 
     def changed_after(self, horizon_ns: int) -> list[SourceFile]:
-        return [self.make_file(entry) for entry in self.entries if entry[4] > horizon_ns]
+        return [self.make_file(entry) for entry in self.entries if entry.changed_ns > horizon_ns]
+
+    @classmethod
+    def of(
+        cls,
+        found: Iterable[ListedFile],
+        now_ns: int,
+        slack_ns: int,
+        make_file: Callable[[ListedFile], SourceFile],
+    ) -> SourceListing:
+        """The listing of the files a source found, those whose key could name a path outside the source
+        set apart with the reason: the same rule for every source."""
+        files: list[ListedFile] = []
+        unsafe_names: list[UnsafeName] = []
+        with _collector_paused():
+            for file in found:
+                problem = key_problem(file.partition_key)
+                if problem is None:
+                    files.append(file)
+                else:
+                    unsafe_names.append(UnsafeName(file.name, problem))
+        return cls(files, now_ns, slack_ns, make_file, unsafe_names)
 
     def names_digest(self) -> str:
         """A short digest of which files are in the source, whatever their order or contents.
@@ -77,7 +125,7 @@ class SourceListing:
         Python's string hashing differs from one process to the next, so after a restart the digest
         differs once, which costs one full look at the registered keys and nothing else.
         """
-        return format(hash(frozenset(entry[0] for entry in self.entries)) & (2**64 - 1), "016x")
+        return format(hash(frozenset(entry.name for entry in self.entries)) & (2**64 - 1), "016x")
 
 
 @dataclass(frozen=True)
@@ -90,6 +138,17 @@ class FileInfo:
     changed_ns: int  # by the source's clock, as in `SourceFile`
     version: str
     now_ns: int  # the source's clock when it was asked
+
+
+@dataclass(frozen=True)
+class NoFile:
+    """Why a partition has no file to read: not there at all (`missing`), or there but not a file."""
+
+    problem: str  # in words, as a run's metadata shows it
+    missing: bool = False
+
+
+MISSING = NoFile("missing", missing=True)
 
 
 @dataclass(frozen=True)
@@ -129,8 +188,8 @@ class Source(Protocol):
         """Every source file directly in the folder or prefix; `SourceUnavailable` if it cannot be listed."""
         ...
 
-    def info(self, partition_keys: list[str]) -> dict[str, FileInfo | str]:
-        """Each partition's file as it is now, or why there is none (not there, not a file)."""
+    def info(self, partition_keys: list[str]) -> dict[str, FileInfo | NoFile]:
+        """Each partition's file as it is now, or why there is none."""
         ...
 
     def local_copies(self, partition_keys: list[str]) -> AbstractContextManager[dict[str, LocalCopy]]:

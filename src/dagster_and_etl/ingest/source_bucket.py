@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_for_file_name, key_problem
+from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_for_file_name
 from dagster_and_etl.ingest.source import (
+    MISSING,
     FileInfo,
+    ListedFile,
     LocalCopy,
+    NoFile,
     SourceFile,
     SourceListing,
     SourceUnavailable,
-    UnsafeName,
 )
 
 # LastModified and the Date header both keep whole seconds.
@@ -70,9 +72,9 @@ def _storage_now_ns(response: dict[str, Any]) -> int:
     return _ns(email.utils.parsedate_to_datetime(date))
 
 
-def _file_of(entry: tuple) -> SourceFile:
+def _file_of(entry: ListedFile) -> SourceFile:
     name, partition_key, size, modified_ns, _, etag = entry
-    return SourceFile(name, partition_key, size, modified_ns, modified_ns, version_token(etag, size))
+    return SourceFile(name, partition_key, size, modified_ns, modified_ns, version_token(str(etag), size))
 
 
 def _error_code(error: Exception) -> str | None:
@@ -140,49 +142,40 @@ class BucketSource:
     def list(self) -> SourceListing:
         """One paginated listing of the prefix (1,000 keys a page), taking only its direct children."""
         s3 = self.client()
-        entries: list[tuple] = []
-        unsafe_names: list[UnsafeName] = []
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix, Delimiter="/", PaginationConfig={"PageSize": 1000}
+        )
+        found: list[ListedFile] = []
         now_ns = 0
-        kept = len(self.prefix)
         try:
-            pages = s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/", PaginationConfig={"PageSize": 1000}
-            )
             for page in pages:
-                if not now_ns:  # the first answer's Date: before any object this listing sees was judged
-                    now_ns = _storage_now_ns(page)
-                for found in page.get("Contents", ()):
-                    name = found["Key"][kept:]
-                    partition_key = key_for_file_name(name)
-                    if partition_key is None:
-                        continue
-                    problem = key_problem(partition_key)
-                    if problem is not None:
-                        unsafe_names.append(UnsafeName(name, problem))
-                        continue
-                    modified_ns = _ns(found["LastModified"])
-                    entries.append(
-                        (
-                            name,
-                            partition_key,
-                            found["Size"],
-                            modified_ns,
-                            modified_ns,
-                            found["ETag"].strip('"'),
-                        )
-                    )
+                # The first answer's Date: before any object this listing sees was judged.
+                now_ns = now_ns or _storage_now_ns(page)
+                found.extend(self._objects(page))
         except Exception as error:
             if _is_storage_error(error):
                 raise self._unavailable("list", error) from error
             raise
-        return SourceListing(entries, now_ns, TIMESTAMP_SLACK_NS, _file_of, unsafe_names)
+        return SourceListing.of(found, now_ns, TIMESTAMP_SLACK_NS, _file_of)
 
-    def _head(self, s3: Any, partition_key: str) -> FileInfo | str:
+    def _objects(self, page: dict[str, Any]) -> Iterator[ListedFile]:
+        """The source files among a page's objects."""
+        kept = len(self.prefix)
+        for found in page.get("Contents", ()):
+            name = found["Key"][kept:]
+            partition_key = key_for_file_name(name)
+            if partition_key is not None:
+                modified_ns = _ns(found["LastModified"])
+                yield ListedFile(
+                    name, partition_key, found["Size"], modified_ns, modified_ns, found["ETag"].strip('"')
+                )
+
+    def _head(self, s3: Any, partition_key: str) -> FileInfo | NoFile:
         try:
             found = s3.head_object(Bucket=self.bucket, Key=self.object_key(partition_key))
         except Exception as error:
             if _error_code(error) in ("404", "NoSuchKey", "NotFound"):
-                return "missing"
+                return MISSING
             if _is_storage_error(error):
                 raise self._unavailable("read", error) from error
             raise
@@ -215,13 +208,13 @@ class BucketSource:
                 raise self._unavailable("read", error) from error
             # Any other answer comes from a bucket that exists (one refusing to be described, say).
 
-    def info(self, partition_keys: list[str]) -> dict[str, FileInfo | str]:
+    def info(self, partition_keys: list[str]) -> dict[str, FileInfo | NoFile]:
         s3 = self.client()
         with ThreadPoolExecutor(_parallel_requests(s3)) as pool:
             found = dict(
                 zip(partition_keys, pool.map(lambda key: self._head(s3, key), partition_keys), strict=True)
             )
-        if "missing" in found.values():
+        if MISSING in found.values():
             self._check_bucket(s3)
         return found
 

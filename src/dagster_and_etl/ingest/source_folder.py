@@ -10,14 +10,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_for_file_name, key_problem
+from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_for_file_name
 from dagster_and_etl.ingest.source import (
+    MISSING,
     FileInfo,
+    ListedFile,
     LocalCopy,
+    NoFile,
     SourceFile,
     SourceListing,
     SourceUnavailable,
-    UnsafeName,
 )
 from dagster_and_etl.ingest.source_file_scan import FileVersion, version_token
 
@@ -35,10 +37,10 @@ def changed_ns(file_stat: os.stat_result) -> int:
     return file_stat.st_ctime_ns
 
 
-def _file_of(entry: tuple) -> SourceFile:
+def _file_of(entry: ListedFile) -> SourceFile:
     name, partition_key, size, mtime_ns, ctime_ns, inode = entry
     return SourceFile(
-        name, partition_key, size, mtime_ns, ctime_ns, version_token(size, mtime_ns, ctime_ns, inode)
+        name, partition_key, size, mtime_ns, ctime_ns, version_token(size, mtime_ns, ctime_ns, int(inode))
     )
 
 
@@ -50,37 +52,27 @@ def list_source_files(folder: Path) -> SourceListing:
     the listing and its stat is passed over too: the next listing sees the folder as it then is.
     """
     now_ns = time.time_ns()  # before listing: a file written during the listing is judged next tick
-    # This loop runs once per file on every tick, so it does no more than it must. An entry is
-    # (name, partition key, size, mtime_ns, ctime_ns, inode): the ctime is the change time.
-    entries: list[tuple] = []
-    unsafe_names: list[UnsafeName] = []
     with os.scandir(folder) as directory:
-        for entry in directory:
-            name = entry.name
-            partition_key = key_for_file_name(name)
-            if partition_key is None:
+        return SourceListing.of(_csv_files(directory), now_ns, TIMESTAMP_SLACK_NS, _file_of)
+
+
+def _csv_files(directory: Iterator[os.DirEntry[str]]) -> Iterator[ListedFile]:
+    # This loop runs once per file on every tick, so it does no more than it must.
+    for entry in directory:
+        name = entry.name
+        partition_key = key_for_file_name(name)
+        if partition_key is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
                 continue
-            try:
-                if not entry.is_file(follow_symlinks=False):
-                    continue
-                file_stat = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            problem = key_problem(partition_key)
-            if problem is not None:
-                unsafe_names.append(UnsafeName(name, problem))
-                continue
-            entries.append(
-                (
-                    name,
-                    partition_key,
-                    file_stat.st_size,
-                    file_stat.st_mtime_ns,
-                    file_stat.st_ctime_ns,
-                    file_stat.st_ino,
-                )
-            )
-    return SourceListing(entries, now_ns, TIMESTAMP_SLACK_NS, _file_of, unsafe_names)
+            found = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        # The inode change time is the file's change time (see `changed_ns`).
+        yield ListedFile(
+            name, partition_key, found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino
+        )
 
 
 @dataclass(frozen=True)
@@ -105,18 +97,18 @@ class FolderSource:
             raise SourceUnavailable(f"SOURCE_DIR {self.folder} does not exist or is not a folder.")
         return list_source_files(self.folder)
 
-    def info(self, partition_keys: list[str]) -> dict[str, FileInfo | str]:
-        found: dict[str, FileInfo | str] = {}
+    def info(self, partition_keys: list[str]) -> dict[str, FileInfo | NoFile]:
+        found: dict[str, FileInfo | NoFile] = {}
         for key in partition_keys:
             path = self.path(key)
             now_ns = time.time_ns()
             try:
                 file_stat = path.lstat()
             except FileNotFoundError:
-                found[key] = "missing"
+                found[key] = MISSING
                 continue
             if not stat.S_ISREG(file_stat.st_mode):
-                found[key] = "not a regular file (a folder, link or device)"
+                found[key] = NoFile("not a regular file (a folder, link or device)")
                 continue
             found[key] = FileInfo(
                 str(path),
