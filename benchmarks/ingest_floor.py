@@ -18,7 +18,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
+from dagster_and_etl.ingest.sensor_cursor import SensorCursor
+from dagster_and_etl.ingest.sensor_plan import RunBatch, TickRules, plan_tick
 from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.settings import (
     SENSOR_INCLUDE_EXISTING_FILES,
@@ -75,14 +76,16 @@ def floor_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     now_ns = time.time_ns()
     plan = plan_tick(
         list_source_files(Path(SOURCE_DIR.read())),
+        SensorCursor.parse(context.cursor),
+        TickRules(
+            settle_ns=int(SENSOR_SETTLE_SECONDS.read() * 1e9),
+            max_batch=SENSOR_MAX_BATCH.read(),
+            max_runs=SENSOR_MAX_RUNS_PER_TICK.read(),
+            include_existing=SENSOR_INCLUDE_EXISTING_FILES.read(),
+        ),
         registered_keys=lambda: context.instance.get_dynamic_partitions(partitions_def.name),
-        cursor=SensorCursor.parse(context.cursor),
-        now_ns=now_ns,
-        settle_ns=int(SENSOR_SETTLE_SECONDS.read() * 1e9),
-        max_batch=SENSOR_MAX_BATCH.read(),
-        max_runs=SENSOR_MAX_RUNS_PER_TICK.read(),
         loaded_versions=dict,  # nothing is ever loaded; the project's reads an empty load history here
-        include_existing=SENSOR_INCLUDE_EXISTING_FILES.read(),
+        now_ns=now_ns,
     )
     registrations = (
         [partitions_def.build_add_request(plan.new_partition_keys)] if plan.new_partition_keys else []

@@ -7,7 +7,8 @@ import dagster as dg
 import pytest
 
 from dagster_and_etl.defs import assets
-from dagster_and_etl.ingest.sensor_plan import SensorCursor, plan_tick
+from dagster_and_etl.ingest.sensor_cursor import SensorCursor
+from dagster_and_etl.ingest.sensor_plan import TickRules, plan_tick
 from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.sample_data import HEADER, sample_csv
 from tests.support import SensorTicks, rows_per_partition, wait_until_settled, write_source_file
@@ -30,7 +31,9 @@ def write_backlog(folder: Path, count: int) -> list[str]:
 def settled_plan(folder: Path, registered: list[str], cursor: SensorCursor | None = None, **limits):
     listing = list_source_files(folder)
     now_ns = max(f.changed_ns for f in listing.files) + 10 * SECOND
-    return plan_tick(listing, registered, cursor or SensorCursor(), now_ns, 0, **limits)
+    return plan_tick(
+        listing, cursor or SensorCursor(), TickRules(**limits), registered_keys=registered, now_ns=now_ns
+    )
 
 
 def test_backlog_becomes_full_batches_oldest_first(source_dir: Path) -> None:

@@ -23,7 +23,7 @@ import pytest
 from dagster_and_etl.defs import assets
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
 from dagster_and_etl.defs.resources import SourceFiles
-from dagster_and_etl.ingest.sensor_plan import SensorCursor
+from dagster_and_etl.ingest.sensor_cursor import SensorCursor
 from dagster_and_etl.ingest.source import SourceUnavailable
 from dagster_and_etl.sample_data import HEADER, sample_csv
 from dagster_and_etl.testing import SensorDaemon, launched_partition_keys

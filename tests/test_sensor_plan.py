@@ -4,7 +4,8 @@ import time
 from pathlib import Path
 
 from dagster_and_etl.ingest.partition_keys import key_for_file_name, key_problem
-from dagster_and_etl.ingest.sensor_plan import MAX_REMEMBERED, SensorCursor, plan_tick, version_mark
+from dagster_and_etl.ingest.sensor_cursor import MAX_REMEMBERED, SensorCursor, version_mark
+from dagster_and_etl.ingest.sensor_plan import TickRules, plan_tick
 from dagster_and_etl.ingest.source import ListedFile, SourceListing
 from dagster_and_etl.ingest.source_bucket import REWRITE_LOOKBACK_NS
 from dagster_and_etl.ingest.source_bucket import TIMESTAMP_SLACK_NS as BUCKET_SLACK_NS
@@ -27,12 +28,18 @@ def test_file_is_settled_only_once_unchanged_for_the_settle_window_and_the_slack
     settle_ns = 5 * SECOND
 
     just_short = plan_tick(
-        listing, set(), SensorCursor(), changed_ns + settle_ns + TIMESTAMP_SLACK_NS - 1, settle_ns
+        listing,
+        SensorCursor(),
+        TickRules(settle_ns=settle_ns),
+        now_ns=changed_ns + settle_ns + TIMESTAMP_SLACK_NS - 1,
     )
     assert keys(just_short.settling) == ["a"] and just_short.to_request == []
 
     on_time = plan_tick(
-        listing, set(), SensorCursor(), changed_ns + settle_ns + TIMESTAMP_SLACK_NS, settle_ns
+        listing,
+        SensorCursor(),
+        TickRules(settle_ns=settle_ns),
+        now_ns=changed_ns + settle_ns + TIMESTAMP_SLACK_NS,
     )
     assert keys(on_time.to_request) == ["a"] and on_time.settling == []
     assert on_time.new_partition_keys == ["a"]
@@ -41,11 +48,11 @@ def test_file_is_settled_only_once_unchanged_for_the_settle_window_and_the_slack
 def test_horizon_follows_the_clock_and_never_moves_back(source_dir: Path) -> None:
     listing = list_source_files(source_dir)
     now_ns = time.time_ns()
-    plan = plan_tick(listing, [], SensorCursor(), now_ns, 5 * SECOND)
+    plan = plan_tick(listing, SensorCursor(), TickRules(settle_ns=5 * SECOND), now_ns=now_ns)
     assert plan.cursor.horizon_ns == now_ns - 5 * SECOND - TIMESTAMP_SLACK_NS
 
     # A longer settle window set later does not move the horizon back over changes already handled.
-    later = plan_tick(listing, [], plan.cursor, now_ns + SECOND, 60 * SECOND)
+    later = plan_tick(listing, plan.cursor, TickRules(settle_ns=60 * SECOND), now_ns=now_ns + SECOND)
     assert later.cursor.horizon_ns == plan.cursor.horizon_ns
 
 
@@ -60,7 +67,7 @@ def test_registered_unchanged_file_is_not_requested_but_a_registered_changed_one
     cursor = SensorCursor(horizon_ns=changed["old"])
     now_ns = changed["new"] + 10 * SECOND
 
-    plan = plan_tick(listing, ["old", "new"], cursor, now_ns, 0)
+    plan = plan_tick(listing, cursor, TickRules(), registered_keys=["old", "new"], now_ns=now_ns)
     assert keys(plan.to_request) == ["new"]
     assert plan.new_partition_keys == []
 
@@ -70,7 +77,7 @@ def test_unregistered_file_is_requested_whatever_its_timestamps(source_dir: Path
     listing = list_source_files(source_dir)
     now_ns = listing.files[0].changed_ns + 10 * SECOND
     cursor = SensorCursor(horizon_ns=now_ns - SECOND)  # everything up to now is "seen"
-    plan = plan_tick(listing, [], cursor, now_ns, 0)
+    plan = plan_tick(listing, cursor, TickRules(), now_ns=now_ns)
     assert keys(plan.to_request) == ["late"]
     assert plan.new_partition_keys == ["late"]
 
@@ -86,7 +93,7 @@ def test_skip_reason_tells_idle_settling_and_unsafe_folders_apart(source_dir: Pa
     write_source_file(source_dir, "bad\x01name.csv")
     listing = list_source_files(source_dir)
     now_ns = listing.files[0].changed_ns  # nothing has settled yet
-    plan = plan_tick(listing, [], SensorCursor(), now_ns, 0)
+    plan = plan_tick(listing, SensorCursor(), TickRules(), now_ns=now_ns)
     reason = plan.skip_reason("/src")
     assert reason == (
         "No new or modified files in /src; 1 file(s) still settling; "
@@ -125,13 +132,25 @@ def test_idle_tick_does_not_read_the_registered_keys_but_a_changed_folder_does(s
         reads.append(1)
         return ["a"] if len(reads) > 1 else []
 
-    first = plan_tick(listing, registered, SensorCursor(), now_ns, 0)
+    first = plan_tick(listing, SensorCursor(), TickRules(), registered_keys=registered, now_ns=now_ns)
     assert keys(first.to_request) == ["a"] and len(reads) == 1
-    idle = plan_tick(list_source_files(source_dir), registered, first.cursor, now_ns + SECOND, 0)
+    idle = plan_tick(
+        list_source_files(source_dir),
+        first.cursor,
+        TickRules(),
+        registered_keys=registered,
+        now_ns=now_ns + SECOND,
+    )
     assert idle.batches == [] and len(reads) == 1  # same names, nothing changed: no read
 
     (source_dir / "a.csv").rename(source_dir / "b.csv")  # a name changes
-    moved = plan_tick(list_source_files(source_dir), registered, idle.cursor, now_ns + 20 * SECOND, 0)
+    moved = plan_tick(
+        list_source_files(source_dir),
+        idle.cursor,
+        TickRules(),
+        registered_keys=registered,
+        now_ns=now_ns + 20 * SECOND,
+    )
     assert len(reads) == 2 and keys(moved.to_request) == ["b"]
 
 
@@ -140,10 +159,10 @@ def test_a_clock_set_back_makes_the_next_tick_rebuild_from_the_load_history(sour
     listing = list_source_files(source_dir)
     first_version = listing.files[0].version
     now_ns = listing.files[0].changed_ns + 10 * SECOND
-    first = plan_tick(listing, [], SensorCursor(), now_ns, 0, loaded_versions={})
+    first = plan_tick(listing, SensorCursor(), TickRules(), loaded_versions={}, now_ns=now_ns)
     assert keys(first.to_request) == ["a"]
     # The clock ran two minutes fast for a tick, then was corrected.
-    fast = plan_tick(listing, ["a"], first.cursor, now_ns + 120 * SECOND, 0)
+    fast = plan_tick(listing, first.cursor, TickRules(), registered_keys=["a"], now_ns=now_ns + 120 * SECOND)
     assert fast.batches == []
 
     write_source_file(source_dir, "a.csv", seed=2)  # changed at the correct time, behind the fast horizon
@@ -151,7 +170,14 @@ def test_a_clock_set_back_makes_the_next_tick_rebuild_from_the_load_history(sour
     assert changed.files[0].changed_ns < fast.cursor.horizon_ns  # an ordinary tick would never see it
     corrected = changed.files[0].changed_ns + 10 * SECOND
 
-    plan = plan_tick(changed, ["a"], fast.cursor, corrected, 0, loaded_versions={"a": first_version})
+    plan = plan_tick(
+        changed,
+        fast.cursor,
+        TickRules(),
+        registered_keys=["a"],
+        loaded_versions={"a": first_version},
+        now_ns=corrected,
+    )
 
     assert plan.rebuilt and keys(plan.to_request) == ["a"]
     assert plan.cursor.horizon_ns < fast.cursor.horizon_ns
@@ -169,7 +195,9 @@ def bucket_listing(now_ns: int, *objects: tuple[str, int, str]) -> SourceListing
 
 
 def bucket_tick(listing: SourceListing, registered, cursor: SensorCursor, lookback_ns: int = BUCKET_LOOKBACK):
-    return plan_tick(listing, registered, cursor, listing.now_ns, 0, lookback_ns=lookback_ns)
+    return plan_tick(
+        listing, cursor, TickRules(lookback_ns=lookback_ns), registered_keys=registered, now_ns=listing.now_ns
+    )
 
 
 def test_a_rewrite_stamped_behind_the_horizon_is_found_by_its_new_version_within_the_lookback() -> None:

@@ -18,6 +18,7 @@ from dagster_duckdb import DuckDBResource
 
 from dagster_and_etl import settings
 from dagster_and_etl.ingest.partition_keys import key_problem
+from dagster_and_etl.ingest.sensor_plan import TickRules
 from dagster_and_etl.ingest.source import Source
 from dagster_and_etl.ingest.source_bucket import BucketSource
 from dagster_and_etl.ingest.source_folder import FolderSource
@@ -83,6 +84,16 @@ class SensorTuning(dg.ConfigurableResource):
     @property
     def include_existing(self) -> bool:
         return settings.SENSOR_INCLUDE_EXISTING_FILES.read(self.include_existing_files)
+
+    def rules(self, source_files: SourceFiles) -> TickRules:
+        """The rules a tick plans by: this tuning, with the source's settle window and lookback."""
+        return TickRules(
+            settle_ns=source_files.settle_ns,
+            max_batch=self.batch_size,
+            max_runs=self.runs_per_tick,
+            include_existing=self.include_existing,
+            lookback_ns=source_files.source.lookback_ns,
+        )
 
 
 class FileFreshness(dg.ConfigurableResource):

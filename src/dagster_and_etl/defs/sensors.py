@@ -7,7 +7,7 @@ Reading `dynamic_sensor` in the lesson's four steps (docs/from-the-lesson.md map
    stopped until someone turns it on, ticking every 10 seconds (`SENSOR_INTERVAL_SECONDS`). It takes the
    resources `source_files` (where files land: `SOURCE_DIR`, a folder or an S3 prefix), `database` (the
    DuckDB file the loads write) and `sensor_tuning` (batch size, runs per tick, the first tick's policy).
-2. **What was already processed.** `SensorCursor.parse(context.cursor)` (ingest/sensor_plan.py). The
+2. **What was already processed.** `SensorCursor.parse(context.cursor)` (ingest/sensor_cursor.py). The
    lesson keeps every file name in the cursor; here it is a horizon, the time up to which every change
    was requested, so it stays small however many files there are. Which files are known is read from the
    partitions registered in the instance, and only on a tick where something in the folder changed.
@@ -66,7 +66,8 @@ from dagster_and_etl.ingest.lost_loads import (
     lost_load_problem,
     runs_in_flight,
 )
-from dagster_and_etl.ingest.sensor_plan import RunBatch, SensorCursor, plan_tick
+from dagster_and_etl.ingest.sensor_cursor import SensorCursor
+from dagster_and_etl.ingest.sensor_plan import RunBatch, plan_tick
 from dagster_and_etl.ingest.source import SourceUnavailable
 from dagster_and_etl.settings import ALERT_INTERVAL_SECONDS, SENSOR_INTERVAL_SECONDS
 from dagster_and_etl.tags import RANGE_END_TAG, RANGE_START_TAG, RUN_KEY_TAG, SENSOR_NAME_TAG
@@ -155,15 +156,10 @@ def dynamic_sensor(
     try:
         plan = plan_tick(
             listing,
+            cursor,
+            sensor_tuning.rules(source_files),
             registered_keys=lambda: context.instance.get_dynamic_partitions(dynamic_partitions_def.name),
-            cursor=cursor,
-            now_ns=listing.now_ns,
-            settle_ns=source_files.settle_ns,
-            max_batch=sensor_tuning.batch_size,
-            max_runs=sensor_tuning.runs_per_tick,
             loaded_versions=lambda: database.loaded_versions(RawTable.DYNAMIC),
-            include_existing=sensor_tuning.include_existing,
-            lookback_ns=source.lookback_ns,
         )
     except DatabaseBusy as busy:
         # Without a cursor, what is loaded is read from the load history; guessing could load twice.

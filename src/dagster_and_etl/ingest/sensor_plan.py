@@ -24,81 +24,11 @@ of every file in its range, so the same versions batched the same way always giv
 """
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from dagster_and_etl.ingest.sensor_cursor import SensorCursor, known_after, remembering, version_mark
 from dagster_and_etl.ingest.source import SourceFile, SourceListing, UnsafeName, settle_horizon
-
-# With a lookback, the most versions of files stamped at or before the horizon that the cursor keeps, so
-# that it stays small (about 30 KB at most) however many files change within the lookback window.
-MAX_REMEMBERED = 1000
-
-
-@dataclass(frozen=True)
-class SensorCursor:
-    # 0: no tick has run, the cursor was reset, or a rebuild goes on; the next tick rebuilds.
-    horizon_ns: int = 0
-    # Which files were in the folder when every one of them had been registered: while the folder
-    # holds the same names and nothing changed, a tick need not read the registered keys at all.
-    names_digest: str | None = None
-    # Versions requested whose changes lie after the horizon (during a rebuild: every version it
-    # requested), by partition key, as short marks (`version_mark`); with a lookback, also the versions
-    # loaded or requested of the files stamped within it, at most `MAX_REMEMBERED` of them.
-    requested: Mapping[str, str] = field(default_factory=dict)
-    # The clock when the cursor was stored: a clock found earlier than this was set back, and the
-    # changes made since may carry times behind the horizon, so the tick rebuilds.
-    clock_ns: int = 0
-    # With a lookback: the stamp at or below which the files stamped within it were too many to remember
-    # (see `MAX_REMEMBERED`); 0 when all are remembered.
-    floor_ns: int = 0
-    # Kept by the sensor, not the planner (see ingest/lost_loads.py): the database file as it was when
-    # found holding the last load Dagster recorded, and, once it was found not to, why, until a reset.
-    database: str | None = None
-    database_problem: str | None = None
-
-    @property
-    def is_fresh(self) -> bool:
-        return self.horizon_ns == 0
-
-    def serialize(self) -> str:
-        stored: dict = {"horizon_ns": self.horizon_ns, "names_digest": self.names_digest}
-        if self.requested:
-            stored["requested"] = dict(self.requested)
-        if self.clock_ns:
-            stored["clock_ns"] = self.clock_ns
-        if self.floor_ns:
-            stored["floor_ns"] = self.floor_ns
-        if self.database:
-            stored["database"] = self.database
-        if self.database_problem:
-            stored["database_problem"] = self.database_problem
-        return json.dumps(stored, separators=(",", ":"))
-
-    @classmethod
-    def parse(cls, text: str | None) -> "SensorCursor":
-        """The cursor stored by an earlier tick; an empty or unreadable one starts a rebuild."""
-        try:
-            stored = json.loads(text or "{}")
-            horizon_ns, digest = stored.get("horizon_ns", 0), stored.get("names_digest")
-            requested, clock_ns = stored.get("requested", {}), stored.get("clock_ns", 0)
-            floor_ns = stored.get("floor_ns", 0)
-            database, problem = stored.get("database"), stored.get("database_problem")
-        except (ValueError, TypeError, AttributeError):
-            return cls()
-        if (
-            not isinstance(horizon_ns, int)
-            or not isinstance(clock_ns, int)
-            or not isinstance(floor_ns, int)
-            or horizon_ns < 0
-            or not isinstance(digest, str | None)
-            or not isinstance(requested, dict)
-            or not all(isinstance(v, str) for v in requested.values())
-            or not isinstance(database, str | None)
-            or not isinstance(problem, str | None)
-        ):
-            return cls()
-        return cls(horizon_ns, digest, requested, clock_ns, floor_ns, database, problem)
 
 
 @dataclass(frozen=True)
@@ -178,170 +108,191 @@ def _batches(due: list[tuple[int, SourceFile]], max_batch: int) -> list[RunBatch
     return batches
 
 
+@dataclass(frozen=True)
+class TickRules:
+    """How a tick judges the files it finds and groups them into runs."""
+
+    settle_ns: int = 0  # how long a file must go unchanged before it is due
+    max_batch: int = 1  # the most files in one run
+    max_runs: int | None = None  # the most runs one tick requests; None: no limit
+    include_existing: bool = True  # whether a first tick on a fresh instance loads what is already there
+    lookback_ns: int = 0  # how long before the horizon a change may be stamped (`Source.lookback_ns`)
+
+
+@dataclass(frozen=True)
+class _Tick:
+    """What every step of one tick's plan shares."""
+
+    listing: SourceListing
+    cursor: SensorCursor
+    rules: TickRules
+    now_ns: int
+    rebuild: bool  # no cursor, or a clock set back: what is due is read from the load history
+    horizon_ns: int  # every change at or before it is requested once this tick's plan is carried out
+    digest: str
+
+    def known_after(self, horizon_ns: int) -> int:
+        return known_after(horizon_ns, self.cursor.floor_ns, self.rules.lookback_ns)
+
+    def nothing_changed(self) -> bool:
+        """The same names, nothing changed since the horizon, and every version the cursor holds as
+        requested still the one there: the tick needs neither the registered keys nor the files."""
+        cursor, listing = self.cursor, self.listing
+        return (
+            not self.rebuild
+            and self.digest == cursor.names_digest
+            and listing.latest_change_ns() <= cursor.horizon_ns
+            and all(
+                cursor.requested.get(f.partition_key) == version_mark(f.version)
+                for f in listing.changed_after(self.known_after(cursor.horizon_ns))
+            )
+        )
+
+    def within_lookback(self, files: list[SourceFile]) -> list[SourceFile]:
+        lookback_ns = self.rules.lookback_ns
+        return [f for f in files if f.changed_ns > self.horizon_ns - lookback_ns] if lookback_ns else []
+
+    def next_cursor(
+        self, horizon_ns: int, digest: str | None, remembered: list[SourceFile], floor_ns: int
+    ) -> SensorCursor:
+        return remembering(remembered, horizon_ns, digest, self.now_ns, floor_ns, self.rules.lookback_ns)
+
+
 def plan_tick(
     listing: SourceListing,
-    registered_keys: Sequence[str] | Callable[[], Sequence[str]],
     cursor: SensorCursor,
-    now_ns: int,
-    settle_ns: int,
-    max_batch: int = 1,
-    max_runs: int | None = None,
+    rules: TickRules,
+    registered_keys: Sequence[str] | Callable[[], Sequence[str]] = (),
     loaded_versions: Mapping[str, str] | Callable[[], Mapping[str, str]] = dict,
-    include_existing: bool = True,
-    lookback_ns: int = 0,
+    now_ns: int | None = None,
 ) -> TickPlan:
     """Which files to register and request, in which batches, which wait, and the cursor to store.
 
     `registered_keys` are the dynamic partition keys in the order they were registered, and
     `loaded_versions` the version of the file each partition holds; either may be a function that
     reads them. The keys are read only when the source's names or files changed since the last tick,
-    the loaded versions only when the tick rebuilds (no cursor, or a clock set back). `lookback_ns` is
-    how long before the horizon a change may be stamped and still be found (see `Source.lookback_ns`).
+    the loaded versions only when the tick rebuilds. `now_ns` is the listing's clock unless given.
     """
+    now_ns = listing.now_ns if now_ns is None else now_ns
     rebuild = cursor.is_fresh or now_ns < cursor.clock_ns
-    settled_by_now = settle_horizon(now_ns, settle_ns, listing.slack_ns)
+    settled_by_now = settle_horizon(now_ns, rules.settle_ns, listing.slack_ns)
     horizon_ns = settled_by_now if rebuild else max(cursor.horizon_ns, settled_by_now)
-    digest = listing.names_digest()
-    # A file stamped after this is due unless the cursor holds its version; before it, unless it is new.
-    known_after_ns = _known_after(cursor.horizon_ns, cursor.floor_ns, lookback_ns)
-    if (
-        not rebuild
-        and digest == cursor.names_digest
-        and listing.latest_change_ns() <= cursor.horizon_ns
-        and all(
-            cursor.requested.get(f.partition_key) == version_mark(f.version)
-            for f in listing.changed_after(known_after_ns)
-        )
-    ):
-        remembered = listing.changed_after(_known_after(horizon_ns, cursor.floor_ns, lookback_ns))
-        return TickPlan(
-            [],
-            [],
-            [],
-            listing.unsafe_names,
-            [],
-            _next_cursor(horizon_ns, digest, remembered, now_ns, cursor.floor_ns, lookback_ns),
-        )
-    if callable(registered_keys):
-        registered_keys = registered_keys()
-    position = {key: index for index, key in enumerate(registered_keys)}
-    settled: list[SourceFile] = []
-    settling: list[SourceFile] = []
-    for source_file in listing.files:
-        (settling if source_file.changed_ns > horizon_ns else settled).append(source_file)
-
-    if cursor.horizon_ns == 0 and not include_existing and not registered_keys:
-        # First enable on a fresh instance: what is already there is registered, ready for a backfill.
-        existing = sorted(settled, key=lambda f: (f.mtime_ns, f.name))
-        remembered = [f for f in settled if f.changed_ns > horizon_ns - lookback_ns] if lookback_ns else []
-        return TickPlan(
-            [],
-            [f.partition_key for f in existing],
-            settling,
-            listing.unsafe_names,
-            [],
-            _next_cursor(horizon_ns, None if settling else digest, remembered, now_ns, 0, lookback_ns),
-            registered_only=len(existing),
-        )
-
+    tick = _Tick(listing, cursor, rules, now_ns, rebuild, horizon_ns, listing.names_digest())
+    if tick.nothing_changed():
+        remembered = listing.changed_after(tick.known_after(horizon_ns))
+        cursor_now = tick.next_cursor(horizon_ns, tick.digest, remembered, cursor.floor_ns)
+        return TickPlan([], [], [], listing.unsafe_names, [], cursor_now)
+    keys = registered_keys() if callable(registered_keys) else registered_keys
+    position = {key: index for index, key in enumerate(keys)}
+    settled = [f for f in listing.files if f.changed_ns <= horizon_ns]
+    settling = [f for f in listing.files if f.changed_ns > horizon_ns]
+    if cursor.horizon_ns == 0 and not rules.include_existing and not keys:
+        return _registered_only(tick, settled, settling)
     if rebuild:
-        if callable(loaded_versions):
-            loaded_versions = loaded_versions()
+        loaded = loaded_versions() if callable(loaded_versions) else loaded_versions
         due = [
             f
             for f in settled
-            if loaded_versions.get(f.partition_key) != f.version
+            if loaded.get(f.partition_key) != f.version
             and cursor.requested.get(f.partition_key) != version_mark(f.version)
         ]
     else:
-        due = [
-            f
-            for f in settled
-            if f.partition_key not in position
-            or (
-                f.changed_ns > known_after_ns
-                and cursor.requested.get(f.partition_key) != version_mark(f.version)
-            )
-        ]
+        due = [f for f in settled if f.partition_key not in position or _changed_since(tick, f)]
+    return _requested(tick, due, position, settled, settling)
+
+
+def _changed_since(tick: _Tick, source_file: SourceFile) -> bool:
+    """A registered file's version is due: stamped after what the cursor knows, and not requested."""
+    return source_file.changed_ns > tick.known_after(tick.cursor.horizon_ns) and tick.cursor.requested.get(
+        source_file.partition_key
+    ) != version_mark(source_file.version)
+
+
+def _registered_only(tick: _Tick, settled: list[SourceFile], settling: list[SourceFile]) -> TickPlan:
+    """First enable on a fresh instance, told to leave what is there: it is registered, ready for a
+    backfill, and nothing is requested."""
+    existing = sorted(settled, key=lambda f: (f.mtime_ns, f.name))
+    digest = None if settling else tick.digest
+    return TickPlan(
+        [],
+        [f.partition_key for f in existing],
+        settling,
+        tick.listing.unsafe_names,
+        [],
+        tick.next_cursor(tick.horizon_ns, digest, tick.within_lookback(settled), 0),
+        registered_only=len(existing),
+    )
+
+
+def _requested(
+    tick: _Tick,
+    due: list[SourceFile],
+    position: dict[str, int],
+    settled: list[SourceFile],
+    settling: list[SourceFile],
+) -> TickPlan:
+    """The due files in runs (registered keys in their order, then new ones oldest first), as many as
+    the runs-per-tick limit lets through, and the cursor that remembers them."""
     new = sorted((f for f in due if f.partition_key not in position), key=lambda f: (f.mtime_ns, f.name))
     placed = [(position[f.partition_key], f) for f in due if f.partition_key in position]
     placed += [(len(position) + index, f) for index, f in enumerate(new)]
-    batches = _batches(placed, max_batch)
+    batches = _batches(placed, tick.rules.max_batch)
+    max_runs = tick.rules.max_runs
     kept = batches if max_runs is None else batches[:max_runs]
     waiting = [source_file for batch in batches[len(kept) :] for source_file in batch.files]
     requested = [source_file for batch in kept for source_file in batch.files]
     requested_new = {f.partition_key for f in requested} - position.keys()
-
-    if rebuild:
-        # A rebuild that could not request everything goes on next tick, remembering what it requested.
-        if waiting:
-            already = {**cursor.requested, **{f.partition_key: version_mark(f.version) for f in requested}}
-            next_cursor = SensorCursor(0, None, already, clock_ns=now_ns)
-        else:
-            # With a lookback, what every file stamped within it holds now is known: loaded, or requested.
-            remembered = (
-                [f for f in settled if f.changed_ns > horizon_ns - lookback_ns] if lookback_ns else []
-            )
-            next_cursor = _next_cursor(
-                horizon_ns, None if settling else digest, remembered, now_ns, 0, lookback_ns
-            )
+    if tick.rebuild:
+        next_cursor = _rebuilt_cursor(tick, requested, waiting, settled, settling)
     else:
-        # Changed files left waiting are found again only while the horizon stays below them; new
-        # ones are found again by their key, which is registered only once it is requested.
-        waiting_changed = [f.changed_ns for f in waiting if f.partition_key in position]
-        if waiting_changed:
-            horizon_ns = max(cursor.horizon_ns, min(horizon_ns, min(waiting_changed) - 1))
-        marks = {**cursor.requested, **{f.partition_key: version_mark(f.version) for f in requested}}
-        still_after_ns = _known_after(horizon_ns, cursor.floor_ns, lookback_ns)
-        remembered = [
-            f
-            for f in listing.files
-            if f.changed_ns > still_after_ns and marks.get(f.partition_key) == version_mark(f.version)
-        ]
-        next_cursor = _next_cursor(
-            horizon_ns,
-            # Files still settling or waiting make the next tick look at the registered keys again.
-            None if waiting or settling else digest,
-            remembered,
-            now_ns,
-            cursor.floor_ns,
-            lookback_ns,
-        )
+        next_cursor = _advanced_cursor(tick, requested, waiting, position, settling)
     return TickPlan(
         batches=kept,
         new_partition_keys=[f.partition_key for f in new if f.partition_key in requested_new],
         settling=settling,
-        unsafe_names=listing.unsafe_names,
+        unsafe_names=tick.listing.unsafe_names,
         waiting=waiting,
         cursor=next_cursor,
-        rebuilt=rebuild,
+        rebuilt=tick.rebuild,
     )
 
 
-def version_mark(version: str) -> str:
-    """A short mark of a version, as the cursor keeps it: 12 hex digits of its BLAKE2b hash."""
-    return hashlib.blake2b(version.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
-
-
-def _known_after(horizon_ns: int, floor_ns: int, lookback_ns: int) -> int:
-    """The stamp after which the cursor holds the version of every file requested or loaded."""
-    return max(horizon_ns - lookback_ns, floor_ns) if lookback_ns else horizon_ns
-
-
-def _next_cursor(
-    horizon_ns: int,
-    digest: str | None,
-    remembered: list[SourceFile],
-    now_ns: int,
-    floor_ns: int,
-    lookback_ns: int,
+def _rebuilt_cursor(
+    tick: _Tick,
+    requested: list[SourceFile],
+    waiting: list[SourceFile],
+    settled: list[SourceFile],
+    settling: list[SourceFile],
 ) -> SensorCursor:
-    """The cursor that remembers the versions of `remembered`, keeping at most `MAX_REMEMBERED` of
-    those stamped at or before the horizon (the newest): the floor is raised past the rest."""
-    behind = sorted((f.changed_ns for f in remembered if f.changed_ns <= horizon_ns), reverse=True)
-    if len(behind) > MAX_REMEMBERED:
-        floor_ns = max(floor_ns, behind[MAX_REMEMBERED])
-    if floor_ns <= horizon_ns - lookback_ns:  # the window has moved past it
-        floor_ns = 0
-    marks = {f.partition_key: version_mark(f.version) for f in remembered if f.changed_ns > floor_ns}
-    return SensorCursor(horizon_ns, digest, marks, clock_ns=now_ns, floor_ns=floor_ns)
+    """A rebuild that could not request everything goes on next tick, remembering what it requested;
+    one that did knows, with a lookback, what every file stamped within it holds: loaded, or requested."""
+    if waiting:
+        already = {**tick.cursor.requested, **{f.partition_key: version_mark(f.version) for f in requested}}
+        return SensorCursor(0, None, already, clock_ns=tick.now_ns)
+    digest = None if settling else tick.digest
+    return tick.next_cursor(tick.horizon_ns, digest, tick.within_lookback(settled), 0)
+
+
+def _advanced_cursor(
+    tick: _Tick,
+    requested: list[SourceFile],
+    waiting: list[SourceFile],
+    position: dict[str, int],
+    settling: list[SourceFile],
+) -> SensorCursor:
+    """The horizon moved up, but not past a changed file left waiting, which is found again only while
+    the horizon stays below it; a new one is found again by its key, registered only once requested."""
+    cursor, horizon_ns = tick.cursor, tick.horizon_ns
+    waiting_changed = [f.changed_ns for f in waiting if f.partition_key in position]
+    if waiting_changed:
+        horizon_ns = max(cursor.horizon_ns, min(horizon_ns, min(waiting_changed) - 1))
+    marks = {**cursor.requested, **{f.partition_key: version_mark(f.version) for f in requested}}
+    still_after_ns = tick.known_after(horizon_ns)
+    remembered = [
+        f
+        for f in tick.listing.files
+        if f.changed_ns > still_after_ns and marks.get(f.partition_key) == version_mark(f.version)
+    ]
+    # Files still settling or waiting make the next tick look at the registered keys again.
+    digest = None if waiting or settling else tick.digest
+    return tick.next_cursor(horizon_ns, digest, remembered, cursor.floor_ns)
