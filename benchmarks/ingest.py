@@ -39,7 +39,8 @@ import duckdb
 from benchmarks import ingest_floor
 from benchmarks._stats import ratio_line, summary
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
-from dagster_and_etl.ingest.duckdb_load import RawTable, load_partitions
+from dagster_and_etl.ingest.duckdb_load import load_partitions
+from dagster_and_etl.ingest.duckdb_tables import RawTable
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.tags import RANGE_END_TAG, RANGE_START_TAG
 from tests.dagster_dev_process import BIN, PROJECT_ROOT, free_port, wait_for

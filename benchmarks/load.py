@@ -17,7 +17,8 @@ from pathlib import Path
 import duckdb
 
 from benchmarks._stats import ratio_line, summary, timed
-from dagster_and_etl.ingest.duckdb_load import RawTable, replace_partition
+from dagster_and_etl.ingest.duckdb_load import replace_partition
+from dagster_and_etl.ingest.duckdb_tables import RawTable
 from dagster_and_etl.sample_data import write_large_sample_file
 
 BARE_LOAD = """

@@ -10,7 +10,8 @@ import duckdb
 import pytest
 
 from dagster_and_etl.defs.resources import StagingDatabase
-from dagster_and_etl.ingest.duckdb_load import RawTable, replace_partition
+from dagster_and_etl.ingest.duckdb_load import replace_partition
+from dagster_and_etl.ingest.duckdb_tables import RawTable
 from dagster_and_etl.ingest.source_file_scan import FileVersion, SourceFileError
 from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.sample_data import sample_csv, write_large_sample_file

@@ -26,7 +26,8 @@ import duckdb
 import pytest
 
 from dagster_and_etl.defs.resources import StagingDatabase
-from dagster_and_etl.ingest.duckdb_load import RawTable, load_partitions, loaded_versions, replace_partition
+from dagster_and_etl.ingest.duckdb_load import load_partitions, replace_partition
+from dagster_and_etl.ingest.duckdb_tables import RawTable, loaded_versions
 from dagster_and_etl.ingest.source_file_scan import FileVersion
 from dagster_and_etl.sample_data import write_large_sample_file
 from tests.support import run_daily, write_source_file
@@ -59,7 +60,8 @@ from pathlib import Path
 import dagster as dg
 from dagster_and_etl.defs.resources import StagingDatabase
 from dagster_and_etl.ingest import duckdb_load
-from dagster_and_etl.ingest.duckdb_load import RawTable, loaded_versions, replace_partition
+from dagster_and_etl.ingest.duckdb_tables import RawTable, loaded_versions
+from dagster_and_etl.ingest.duckdb_load import replace_partition
 
 pause_at, key, path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 assert pause_at in ("after-insert", "before-commit", "none"), pause_at
@@ -75,10 +77,10 @@ def pause(conn, point):
 
 record_loads = duckdb_load._record_loads
 
-def pausing_record_loads(conn, *args):
+def pausing_record_loads(load, *args):
     if pause_at == "after-insert":
-        pause(conn, pause_at)
-    record_loads(conn, *args)
+        pause(load.conn, pause_at)
+    record_loads(load, *args)
     recorded.append(True)
 
 duckdb_load._record_loads = pausing_record_loads

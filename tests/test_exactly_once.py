@@ -557,7 +557,8 @@ UNREADABLE_LOAD = """
 import sys
 from pathlib import Path
 import duckdb
-from dagster_and_etl.ingest.duckdb_load import RawTable, load_partitions
+from dagster_and_etl.ingest.duckdb_tables import RawTable
+from dagster_and_etl.ingest.duckdb_load import load_partitions
 folder = Path(sys.argv[1])
 with duckdb.connect(str(folder / "data.duckdb")) as conn:
     report = load_partitions(conn, RawTable.DYNAMIC, {k: folder / f"{k}.csv" for k in ("a", "locked", "c")})

@@ -12,7 +12,9 @@ import dagster as dg
 
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
 from dagster_and_etl.defs.resources import SourceFiles, StagingDatabase
-from dagster_and_etl.ingest.duckdb_load import LoadReport, RawTable, load_partitions
+from dagster_and_etl.ingest.duckdb_load import load_partitions
+from dagster_and_etl.ingest.duckdb_tables import RawTable
+from dagster_and_etl.ingest.load_report import LoadReport
 from dagster_and_etl.ingest.partition_keys import file_name_for_key
 from dagster_and_etl.ingest.source import FileInfo, NoFile, Source, SourceUnavailable, settle_horizon
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows

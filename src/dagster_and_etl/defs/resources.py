@@ -24,7 +24,7 @@ from dagster_and_etl.ingest.source_bucket import BucketSource
 from dagster_and_etl.ingest.source_folder import FolderSource
 
 if TYPE_CHECKING:
-    from dagster_and_etl.ingest.duckdb_load import RawTable
+    from dagster_and_etl.ingest.duckdb_tables import RawTable
 
 
 class SourceFiles(dg.ConfigurableResource):
@@ -181,7 +181,7 @@ class StagingDatabase(DuckDBResource):
     def loaded_versions(self, table: "RawTable", partition_keys: list[str] | None = None) -> dict[str, str]:
         """The file version each partition of `table` (or of `partition_keys`) holds, from the load
         history, read at once: `DatabaseBusy` while a load writes."""
-        from dagster_and_etl.ingest.duckdb_load import loaded_versions
+        from dagster_and_etl.ingest.duckdb_tables import loaded_versions
 
         with self.read_now() as conn:
             if conn is None:

@@ -59,7 +59,7 @@ from dagster_and_etl.defs.resources import (
     SourceFiles,
     StagingDatabase,
 )
-from dagster_and_etl.ingest.duckdb_load import RawTable
+from dagster_and_etl.ingest.duckdb_tables import RawTable
 from dagster_and_etl.ingest.lost_loads import (
     database_stamp,
     latest_recorded_load,

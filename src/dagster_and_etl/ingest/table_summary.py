@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dagster_and_etl.ingest.duckdb_load import RawTable
+from dagster_and_etl.ingest.duckdb_tables import RawTable
 
 if TYPE_CHECKING:
     import duckdb
