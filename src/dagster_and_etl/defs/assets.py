@@ -5,7 +5,6 @@ finds a file, one partition per file. The table asset reads the file itself, fro
 nothing passes between the two through an IO manager.
 """
 
-import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
@@ -13,20 +12,29 @@ import dagster as dg
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
 from dagster_and_etl.defs.resources import SourceFiles, StagingDatabase
 from dagster_and_etl.ingest.duckdb_load import load_partitions
-from dagster_and_etl.ingest.duckdb_tables import RawTable
-from dagster_and_etl.ingest.load_report import LoadReport
 from dagster_and_etl.ingest.partition_keys import file_name_for_key
 from dagster_and_etl.ingest.source import FileInfo, NoFile, Source, SourceUnavailable, settle_horizon
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
 from dagster_and_etl.ingest.source_folder import FolderSource
-from dagster_and_etl.ingest.table_summary import Column, markdown_table, previews, table_columns
+from dagster_and_etl.ingest.table_summary import markdown_table, table_facts
+from dagster_and_etl.reporting.loads import (
+    DAILY,
+    EVENT_DRIVEN,
+    LoadOutcome,
+    Pipeline,
+    check_results,
+    file_metadata,
+    load_failure,
+    materializations,
+    missing_files,
+    modified_at,
+)
 from dagster_and_etl.settings import SENSOR_MAX_BATCH
 from dagster_and_etl.tags import PARENT_RUN_ID_TAG
 
 # DuckDB lets one process write to a database file at a time: the loads queue for this pool, whose
 # limit of 1 is set in the instance's dagster.yaml.
 DUCKDB_WRITE_POOL = "duckdb_write"
-# The tag Dagster puts on a run that re-executes another.
 # Who answers for these assets, as the UI shows it on each asset.
 OWNERS = ["team:data-engineering"]
 FILE_COLUMNS = ["partition", "path", "size (bytes)", "modified (UTC)", "rows"]
@@ -36,25 +44,13 @@ FILE_COLUMNS = ["partition", "path", "size (bytes)", "modified (UTC)", "rows"]
 DYNAMIC_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=SENSOR_MAX_BATCH.read())
 
 
-def _modified_at(mtime_ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(mtime_ns / 1e9, tz=dt.UTC)
-
-
-def _file_metadata(location: str, size: int, mtime_ns: int) -> dict[str, object]:
-    return {
-        "path": dg.MetadataValue.path(location),
-        "size_bytes": size,
-        "modified_at": dg.MetadataValue.timestamp(_modified_at(mtime_ns)),
-    }
-
-
 def _files_table(rows: list[tuple[str, str, int | str, int | None, int | str]]) -> dg.MetadataValue:
     """The run's files as a markdown table: partition, path, size, modification time and data rows."""
     return dg.MetadataValue.md(
         markdown_table(
             FILE_COLUMNS,
             [
-                (key, path, size, "" if mtime is None else f"{_modified_at(mtime):%Y-%m-%d %H:%M:%S}", rows)
+                (key, path, size, "" if mtime is None else f"{modified_at(mtime):%Y-%m-%d %H:%M:%S}", rows)
                 for key, path, size, mtime, rows in rows
             ],
         )
@@ -146,7 +142,7 @@ def _describe_source_files(
             return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(location), "problem": size})
         assert isinstance(size, int)
         return dg.MaterializeResult(
-            metadata={**_file_metadata(location, size, mtime_ns), "data_rows": data_rows}
+            metadata={**file_metadata(location, size, mtime_ns), "data_rows": data_rows}
         )
     counted = [row[4] for row in described if isinstance(row[4], int)]
     return dg.MaterializeResult(
@@ -172,146 +168,46 @@ def _load_checks(asset_name: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _schema(columns: list[Column]) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                column.name, column.type, constraints=dg.TableColumnConstraints(nullable=column.nullable)
-            )
-            for column in columns
-        ]
-    )
-
-
-def _bad_files_failure(report: LoadReport, partitions: int) -> dg.Failure:
-    """One failure for the run naming every bad file, its lines and columns; no retry mends a bad file."""
-    errors = list(report.failed.items())
-    first = errors[0][1]
-    description = str(first)
-    if len(errors) > 1:
-        description = (
-            f"{len(errors)} of {partitions} file(s) could not be loaded; the others were. First: {first}"
-        )
-    return dg.Failure(
-        description=description,
-        metadata={
-            "path": dg.MetadataValue.path(str(first.path)),
-            "problem": first.problem,
-            "bad_lines": dg.MetadataValue.json(first.errors[:20]),
-            # What alerts say: each file and what is wrong with it, without quoting the file.
-            "failed_partitions": dg.MetadataValue.json(
-                [
-                    {
-                        "partition": key,
-                        "path": str(error.path),
-                        "problem": error.problem,
-                        "summary": error.summary,
-                    }
-                    for key, error in errors[:50]
-                ]
-            ),
-            "failed_partition_count": len(errors),
-        },
-        allow_retries=False,
-    )
-
-
 def _is_re_execution(context: dg.AssetExecutionContext) -> bool:
     return bool(context.run.parent_run_id or context.run.tags.get(PARENT_RUN_ID_TAG))
 
 
-def _load_partitions(
-    context: dg.AssetExecutionContext, source_files: SourceFiles, database: StagingDatabase, table: RawTable
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
-    """Loads each partition's file into `table` and reports each partition by itself: a materialization
-    for every partition that holds its file's current version, then the checks, then a failure naming
-    the bad files, whose partitions keep the rows they had."""
+def _load(
+    source_files: SourceFiles, database: StagingDatabase, pipeline: Pipeline, keys: list[str], run_id: str
+) -> LoadOutcome:
+    """Loads the partitions' files into the pipeline's table, and reads what the report tells of it."""
     source = source_files.source
-    partition_keys = [source_files.checked_key(key) for key in context.partition_keys]
-    if table is RawTable.DAILY:
-        _arrived_files(source, source_files.settle_ns, partition_keys)
+    if pipeline.awaits_files:
+        _arrived_files(source, source_files.settle_ns, keys)
     try:
         # Fetched before the database is opened: other loads wait for it only while this one writes.
-        with source.local_copies(partition_keys) as copies, database.get_connection() as conn:
-            report = load_partitions(conn, table, copies, context.run.run_id)
-            holding = report.holding
-            (non_positive,) = conn.execute(
-                f"SELECT count(*) FROM {table.value} WHERE partition_key IN (SELECT unnest(?::VARCHAR[]))"
-                " AND share_price <= 0",
-                [list(holding)],
-            ).fetchone()
-            schema = _schema(table_columns(conn, table)) if holding else None
-            first_rows = previews(conn, table, list(holding))
+        with source.local_copies(keys) as copies, database.get_connection() as conn:
+            report = load_partitions(conn, pipeline.table, copies, run_id)
+            facts = table_facts(conn, pipeline.table, list(report.holding))
     except SourceUnavailable as error:
         raise _source_unavailable(error) from None
-    table_name = f"{database.path.stem}.main.{table.value}"
-    for key, result in holding.items():
-        metadata: dict[str, object] = {
-            "dagster/row_count": result.row_count,
-            "dagster/table_name": table_name,
-            "dagster/column_schema": schema,
-            **_file_metadata(copies[key].location, result.version.size, result.version.mtime_ns),
-            "version": result.version.token,
-            "preview": dg.MetadataValue.md(markdown_table(first_rows[key].columns, first_rows[key].rows)),
-        }
-        if key in report.unchanged:
-            by = f", by run {result.loaded_by}" if result.loaded_by else ""
-            metadata["unchanged"] = dg.MetadataValue.text(
-                f"this version was loaded before{by}; not loaded again"
-            )
-        yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=metadata)
-    for key, run_id in report.removed.items():
-        yield dg.AssetMaterialization(
-            asset_key=context.asset_key,
-            partition=key,
-            metadata={
-                "dagster/table_name": table_name,
-                "path": dg.MetadataValue.path(copies[key].location),
-                "source_removed": dg.MetadataValue.text(
-                    "the file is gone from the source; the rows loaded"
-                    + (f" by run {run_id}" if run_id else "")
-                    + " are kept"
-                ),
-            },
-        )
-    for key, location in report.missing.items():
-        if table is RawTable.DAILY:
-            raise dg.Failure(description=f"{file_name_for_key(key)} has not arrived in {source}.")
-        if _is_re_execution(context):
-            # Taken away on purpose, as a bad file may be, before its run was re-executed.
-            context.log.warning(f"{location} is not there (removed): partition {key!r} not loaded.")
-        else:
-            # The file was there when the sensor (or a backfill) listed it and went before this run read it.
-            report.failed[key] = SourceFileError(
-                location,
-                "it is not in the source: deleted after it was listed, before this run could read it",
-            )
-    mismatched = [key for key, result in report.loaded.items() if result.row_count != result.file_rows]
-    yield dg.AssetCheckResult(
-        check_name="share_price_is_positive",
-        passed=non_positive == 0,
-        metadata={"non_positive_rows": non_positive},
+    locations = {key: copy.location for key, copy in copies.items()}
+    return LoadOutcome(
+        report, locations, f"{database.path.stem}.main.{pipeline.table.value}", facts, len(keys)
     )
-    yield dg.AssetCheckResult(
-        check_name="row_count_matches_file",
-        passed=not mismatched,
-        metadata={
-            "table_rows": sum(result.row_count for result in report.loaded.values()),
-            "file_rows": sum(result.file_rows for result in report.loaded.values()),
-            "mismatched_partitions": dg.MetadataValue.json(mismatched[:50]),
-        },
-    )
-    if report.changing:
-        # Worth another try: the retry policy runs the step again, and what is loaded is not loaded twice.
-        changing = sorted(str(error.path) for error in report.changing.values())
-        raise dg.Failure(
-            description=f"{', '.join(changing[:5])} changed on every attempt to load it; the other files were"
-            " loaded. Tried again by the job's retry policy.",
-            metadata={"changing_files": dg.MetadataValue.json(changing[:50])},
-            allow_retries=True,
-        )
-    if report.failed:
-        raise _bad_files_failure(report, len(partition_keys))
+
+
+def _load_partitions(
+    context: dg.AssetExecutionContext,
+    source_files: SourceFiles,
+    database: StagingDatabase,
+    pipeline: Pipeline,
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
+    """Each partition reported by itself: a materialization for each that holds its file's current
+    version, then the checks, then a failure naming the bad files, whose partitions keep their rows."""
+    keys = [source_files.checked_key(key) for key in context.partition_keys]
+    outcome = _load(source_files, database, pipeline, keys, context.run.run_id)
+    yield from materializations(context.asset_key, outcome)
+    for warning in missing_files(outcome, pipeline, str(source_files.source), _is_re_execution(context)):
+        context.log.warning(warning)  # taken away on purpose, as a bad file may be, before the re-execution
+    yield from check_results(outcome)
+    if (failure := load_failure(outcome)) is not None:
+        raise failure
 
 
 @dg.asset(
@@ -343,7 +239,7 @@ def duckdb_partition_table(
     context: dg.AssetExecutionContext, source_files: SourceFiles, database: StagingDatabase
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
     """Table `raw_partition_data`: each day's file, its rows replaced when a new version of it is loaded."""
-    yield from _load_partitions(context, source_files, database, RawTable.DAILY)
+    yield from _load_partitions(context, source_files, database, DAILY)
 
 
 @dg.asset(
@@ -375,4 +271,4 @@ def duckdb_dynamic_partition_table(
     context: dg.AssetExecutionContext, source_files: SourceFiles, database: StagingDatabase
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
     """Table `raw_dynamic_partition_data`: each file's rows, replaced when the file changes."""
-    yield from _load_partitions(context, source_files, database, RawTable.DYNAMIC)
+    yield from _load_partitions(context, source_files, database, EVENT_DRIVEN)

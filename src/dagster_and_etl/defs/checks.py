@@ -18,8 +18,8 @@ import dagster as dg
 from dagster_and_etl.alerting.freshness import waiting_files
 from dagster_and_etl.alerting.records import WaitingFile
 from dagster_and_etl.defs import assets
-from dagster_and_etl.defs.resources import DatabaseBusy, FileFreshness, SourceFiles, StagingDatabase
-from dagster_and_etl.ingest.duckdb_tables import RawTable
+from dagster_and_etl.defs.resources import FileFreshness, SourceFiles, StagingDatabase
+from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy, RawTable
 from dagster_and_etl.ingest.sensor_cursor import version_mark
 from dagster_and_etl.ingest.source import SourceUnavailable
 from dagster_and_etl.ingest.table_summary import markdown_table

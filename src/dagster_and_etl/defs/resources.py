@@ -17,6 +17,7 @@ from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
 from dagster_and_etl import settings
+from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy
 from dagster_and_etl.ingest.partition_keys import key_problem
 from dagster_and_etl.ingest.sensor_plan import TickRules
 from dagster_and_etl.ingest.source import Source
@@ -104,10 +105,6 @@ class FileFreshness(dg.ConfigurableResource):
     @property
     def overdue_after_minutes(self) -> int:
         return settings.FILE_OVERDUE_MINUTES.read(self.overdue_minutes)
-
-
-class DatabaseBusy(Exception):
-    """Another process is writing to the DuckDB file, so it cannot be read now."""
 
 
 class StagingDatabase(DuckDBResource):

@@ -29,104 +29,28 @@ import warnings
 
 import dagster as dg
 
-from dagster_and_etl.alerting.events import (
-    FRESH,
-    latest_run_failure_id,
-    overdue_partition,
-    retries_given_up,
-    run_failures_after,
-)
-from dagster_and_etl.alerting.messages import (
-    overdue_partition_alert,
-    run_failure_alert,
-    waiting_files_alert,
-)
-from dagster_and_etl.alerting.outbox import (
-    MAX_PENDING,
-    MAX_RETRYING,
-    AlertCursor,
-    deliver,
-)
+from dagster_and_etl.alerting.events import FRESH, overdue_partition
+from dagster_and_etl.alerting.messages import overdue_partition_alert, waiting_files_alert
+from dagster_and_etl.alerting.outbox import AlertCursor
 from dagster_and_etl.alerting.records import Alert, OverduePartition
-from dagster_and_etl.alerting.webhook import post_alert, webhook_name, webhook_problem
+from dagster_and_etl.alerting.tick import alerts_off, failure_alerts, send
+from dagster_and_etl.alerting.webhook import webhook_problem
 from dagster_and_etl.defs import assets, checks, jobs
 from dagster_and_etl.defs.partitions import daily_partitions_def, dynamic_partitions_def
 from dagster_and_etl.defs.resources import (
     AlertWebhook,
-    DatabaseBusy,
     FileFreshness,
     SensorTuning,
     SourceFiles,
     StagingDatabase,
 )
-from dagster_and_etl.ingest.duckdb_tables import RawTable
-from dagster_and_etl.ingest.lost_loads import (
-    database_stamp,
-    latest_recorded_load,
-    lost_load_problem,
-    runs_in_flight,
-)
+from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy, RawTable
+from dagster_and_etl.ingest.lost_loads import database_check
 from dagster_and_etl.ingest.sensor_cursor import SensorCursor
-from dagster_and_etl.ingest.sensor_plan import RunBatch, plan_tick
+from dagster_and_etl.ingest.sensor_plan import plan_tick
 from dagster_and_etl.ingest.source import SourceUnavailable
+from dagster_and_etl.reporting.file_sensor import run_key_to_retry, tick_notes, tick_result
 from dagster_and_etl.settings import ALERT_INTERVAL_SECONDS, SENSOR_INTERVAL_SECONDS
-from dagster_and_etl.tags import RANGE_END_TAG, RANGE_START_TAG, RUN_KEY_TAG, SENSOR_NAME_TAG
-
-# The tags the daemon puts on the runs a sensor launches.
-
-
-def _run_request(batch: RunBatch, run_key: str) -> dg.RunRequest:
-    if batch.first_key == batch.last_key:
-        return dg.RunRequest(run_key=run_key, partition_key=batch.first_key)
-    return dg.RunRequest(
-        run_key=run_key,
-        tags={
-            RANGE_START_TAG: batch.first_key,
-            RANGE_END_TAG: batch.last_key,
-        },
-    )
-
-
-def _run_key_to_retry(instance: dg.DagsterInstance, sensor_name: str, run_key: str) -> str:
-    """For a rebuild: the batch's run key, or a new one (`<run key>~2`, `~3`, ...) when a run under that
-    key has ended, as the daemon never starts a run key twice.
-
-    A rebuild requests only files whose current version the load history does not hold, so a run that
-    ended under the same key did not leave them loaded: it failed, was cancelled, or loaded into a
-    database since lost, emptied or restored from an older backup. A run still queued or under way keeps
-    its key, and the daemon does not start it twice."""
-    candidate, attempt = run_key, 1
-    while True:
-        runs = instance.get_runs(
-            dg.RunsFilter(tags={RUN_KEY_TAG: candidate, SENSOR_NAME_TAG: sensor_name}), limit=1
-        )
-        if not runs or not runs[0].is_finished:
-            return candidate
-        attempt += 1
-        candidate = f"{run_key}~{attempt}"
-
-
-def _database_check(
-    context: dg.SensorEvaluationContext, database: StagingDatabase, cursor: SensorCursor, rebuilt: bool
-) -> tuple[str | None, str | None]:
-    """The database's stamp and, once found, why it does not hold what Dagster recorded as loaded,
-    to keep in the cursor. Looked at only when the file changed and no run of this sensor still loads;
-    a rebuild has just read the load history itself, so the next tick looks afresh."""
-    if rebuilt:
-        return None, None
-    stamp = database_stamp(database.path)
-    if cursor.database_problem is not None or stamp == cursor.database:
-        return cursor.database, cursor.database_problem
-    if runs_in_flight(context.instance, "dynamic_sensor"):
-        return cursor.database, None
-    recorded = latest_recorded_load(context.instance, assets.duckdb_dynamic_partition_table.key)
-    if recorded is None:  # nothing loaded yet: nothing the database could lack
-        return None, None
-    try:
-        loaded = database.loaded_versions(RawTable.DYNAMIC, [recorded.partition_key])
-    except DatabaseBusy:
-        return cursor.database, None
-    return stamp, lost_load_problem(recorded, loaded, database.path)
 
 
 @dg.sensor(
@@ -167,34 +91,30 @@ def dynamic_sensor(
             skip_reason=f"No cursor: waiting to read the load history. {busy} Trying again next tick.",
             cursor=context.cursor,
         )
-    for unsafe in plan.unsafe_names:
-        context.log.warning(f"Skipped {unsafe.name!r} in {source}: {unsafe.problem}.")
-    if plan.rebuilt:
-        context.log.info(f"No cursor: {len(plan.to_request)} file(s) not loaded at their current version.")
-    if plan.waiting:
-        context.log.info(f"{len(plan.waiting)} file(s) wait for the next tick: runs-per-tick limit reached.")
-    stamp, problem = _database_check(context, database, cursor, plan.rebuilt)
-    next_cursor = dataclasses.replace(plan.cursor, database=stamp, database_problem=problem).serialize()
+    for level, note in tick_notes(plan, str(source)):
+        getattr(context.log, level)(note)
+    stamp, problem = (None, None) if plan.rebuilt else _database_check(context, database, cursor)
     if problem is not None:
         context.log.warning(problem + ".")
-    registrations = (
-        [dynamic_partitions_def.build_add_request(plan.new_partition_keys)] if plan.new_partition_keys else []
-    )
-    if not plan.batches:
-        reason = plan.skip_reason(str(source))
-        return dg.SensorResult(
-            skip_reason=reason if problem is None else f"{problem}. {reason}",
-            dynamic_partitions_requests=registrations,
-            cursor=next_cursor,
-        )
     run_keys = [batch.run_key for batch in plan.batches]
     if plan.rebuilt:
         # Files of a run that ended without leaving them in the load history are due again.
-        run_keys = [_run_key_to_retry(context.instance, "dynamic_sensor", key) for key in run_keys]
-    return dg.SensorResult(
-        run_requests=[_run_request(batch, key) for batch, key in zip(plan.batches, run_keys, strict=True)],
-        dynamic_partitions_requests=registrations,
-        cursor=next_cursor,
+        run_keys = [run_key_to_retry(context.instance, "dynamic_sensor", key) for key in run_keys]
+    next_cursor = dataclasses.replace(plan.cursor, database=stamp, database_problem=problem)
+    return tick_result(plan, dynamic_partitions_def, run_keys, next_cursor.serialize(), problem, str(source))
+
+
+def _database_check(
+    context: dg.SensorEvaluationContext, database: StagingDatabase, cursor: SensorCursor
+) -> tuple[str | None, str | None]:
+    """Whether the database still holds the last load Dagster recorded (a rebuild has just read the
+    load history itself, so the tick after it looks afresh)."""
+    return database_check(
+        context.instance,
+        cursor,
+        assets.duckdb_dynamic_partition_table.key,
+        database.path,
+        lambda keys: database.loaded_versions(RawTable.DYNAMIC, keys),
     )
 
 
@@ -277,52 +197,12 @@ def alert_sensor(
         raise dg.Failure(f"ALERT_WEBHOOK_URL cannot be used: {problem}.")
     cursor = AlertCursor.parse(context.cursor)
     ui_url = alerts.dagster_ui_url
-
     found, reports, waiting_note = _waiting_files_alerts(cursor, source_files, database, freshness, ui_url)
-    if cursor.failures_after is None:  # the first tick: failures from now on
-        cursor.failures_after = latest_run_failure_id(context.instance)
-    else:
-        given_up, still_retrying = retries_given_up(context.instance, cursor.retrying)
-        failures, cursor.failures_after, retrying = run_failures_after(
-            context.instance, cursor.failures_after
-        )
-        cursor.retrying = [*still_retrying, *retrying][-MAX_RETRYING:]
-        found += [run_failure_alert(failure, ui_url) for failure in [*given_up, *failures]]
+    found += failure_alerts(context.instance, cursor, ui_url)
     found += _overdue_partition_alerts(context, cursor, source_files, ui_url)
-
-    if url is None:
-        # Off: what happens now is not sent later either, when alerts are turned on.
-        unsent = len(found) + len(cursor.pending)
-        cursor.pending.clear()
-        off = "Alerts are off: ALERT_WEBHOOK_URL is not set"
-        return dg.SensorResult(
-            skip_reason=f"{off}{f' ({unsent} not sent)' if unsent else ''}. {waiting_note}",
-            cursor=cursor.serialize(),
-            asset_events=reports,
-        )
-
-    webhook, timeout = webhook_name(url), alerts.timeout
-    said = []
-    dropped = cursor.queue(found)
-    if dropped:
-        said.append(
-            f"{dropped} alert(s) dropped, the oldest: more than {MAX_PENDING} waited for the webhook."
-        )
-        context.log.warning(said[-1])
-    delivery = deliver(cursor, lambda text: post_alert(url, text, timeout))
-    if delivery.sent:
-        said.append(f"{len(delivery.sent)} alert(s) sent to {webhook}.")
-        context.log.info(said[-1])
-    if delivery.problem is not None:
-        said.append(
-            f"The webhook at {webhook} {delivery.problem}: {len(cursor.pending)} alert(s) kept, to be sent"
-            " on a later tick."
-        )
-        context.log.warning(said[-1])
-    if cursor.pending and delivery.problem is None:
-        said.append(f"{len(cursor.pending)} alert(s) left for the next tick, which sends on.")
-    if not said:
-        said.append("Nothing to report.")
+    said = (
+        [alerts_off(cursor, found)] if url is None else send(cursor, found, url, alerts.timeout, context.log)
+    )
     return dg.SensorResult(
         skip_reason=" ".join([*said, waiting_note]), cursor=cursor.serialize(), asset_events=reports
     )

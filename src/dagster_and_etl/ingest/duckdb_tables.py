@@ -16,6 +16,10 @@ REJECTS_KEPT = 100
 GLOB_CHARACTERS = "[*?"
 
 
+class DatabaseBusy(Exception):
+    """Another process is writing to the DuckDB file, so it cannot be read now."""
+
+
 class RawTable(StrEnum):
     """The tables partitions load into: the only names ever put into SQL text."""
 

@@ -10,11 +10,14 @@ once no run of its own is still loading.
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
+from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy
+from dagster_and_etl.ingest.sensor_cursor import SensorCursor
 from dagster_and_etl.tags import SENSOR_NAME_TAG
 
 # The runs of a sensor that may still load: while one is, the database may not yet hold its files.
@@ -76,3 +79,28 @@ def lost_load_problem(recorded: RecordedLoad, loaded: dict[str, str], database: 
         " again by themselves: reset this sensor's cursor to load every file whose current version it"
         " does not hold"
     )
+
+
+def database_check(
+    instance: dg.DagsterInstance,
+    cursor: SensorCursor,
+    asset_key: dg.AssetKey,
+    path: Path,
+    loaded_versions: Callable[[list[str]], dict[str, str]],
+) -> tuple[str | None, str | None]:
+    """The database's stamp and, once found, why it does not hold what Dagster recorded as loaded into
+    `asset_key`, to keep in the cursor. Looked at only when the file changed and no run of the sensor
+    still loads."""
+    stamp = database_stamp(path)
+    if cursor.database_problem is not None or stamp == cursor.database:
+        return cursor.database, cursor.database_problem
+    if runs_in_flight(instance, "dynamic_sensor"):
+        return cursor.database, None
+    recorded = latest_recorded_load(instance, asset_key)
+    if recorded is None:  # nothing loaded yet: nothing the database could lack
+        return None, None
+    try:
+        loaded = loaded_versions([recorded.partition_key])
+    except DatabaseBusy:
+        return cursor.database, None
+    return stamp, lost_load_problem(recorded, loaded, path)

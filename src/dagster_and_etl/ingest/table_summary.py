@@ -61,6 +61,25 @@ def previews(
     return found
 
 
+@dataclass(frozen=True)
+class TableFacts:
+    """What the materializations and checks of a load report of its table."""
+
+    columns: list[Column]  # empty when no partition holds rows
+    previews: dict[str, Preview]
+    non_positive: int  # rows of the partitions whose share_price is 0 or less
+
+
+def table_facts(conn: "duckdb.DuckDBPyConnection", table: RawTable, partition_keys: list[str]) -> TableFacts:
+    (non_positive,) = conn.execute(
+        f"SELECT count(*) FROM {RawTable(table).value} WHERE partition_key IN (SELECT unnest(?::VARCHAR[]))"
+        " AND share_price <= 0",
+        [partition_keys],
+    ).fetchone()
+    columns = table_columns(conn, table) if partition_keys else []
+    return TableFacts(columns, previews(conn, table, partition_keys), non_positive)
+
+
 def _line(cells: Sequence[object]) -> str:
     return "| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
 
