@@ -104,7 +104,15 @@ def test_a_run_of_many_partitions_reports_each_partition_by_itself(defs, instanc
         files = latest_metadata(instance, "import_dynamic_partition_file", key)
         assert (files["files"], files["data_rows"]) == (3, 2 + 3 + 4)
         size = paths[key].stat().st_size
-        assert f"| {key} | {paths[key]} | {size} | 2018-01-22 05:00:00 | {rows} |" in files["file_list"]
+        listed = {record.data["partition"]: record.data for record in files["file_list"].records}
+        assert listed[key] == {
+            "partition": key,
+            "path": str(paths[key]),
+            "size_bytes": size,
+            "modified_at": "2018-01-22 05:00:00",
+            "data_rows": rows,
+            "note": None,
+        }
 
 
 def test_markdown_table_escapes_pipes_and_counts_the_rows_left_out() -> None:

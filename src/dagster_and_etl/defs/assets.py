@@ -5,6 +5,7 @@ finds a file, one partition per file. The table asset reads the file itself, fro
 nothing passes between the two through an IO manager.
 """
 
+import dataclasses
 from collections.abc import Iterator
 
 import dagster as dg
@@ -16,19 +17,18 @@ from dagster_and_etl.ingest.partition_keys import file_name_for_key
 from dagster_and_etl.ingest.source import FileInfo, NoFile, Source, SourceUnavailable, settle_horizon
 from dagster_and_etl.ingest.source_file_scan import SourceFileError, count_data_rows
 from dagster_and_etl.ingest.source_folder import FolderSource
-from dagster_and_etl.ingest.table_summary import markdown_table, table_facts
+from dagster_and_etl.ingest.table_summary import table_facts
 from dagster_and_etl.reporting.loads import (
     DAILY,
     EVENT_DRIVEN,
     LoadOutcome,
     Pipeline,
     check_results,
-    file_metadata,
     load_failure,
     materializations,
     missing_files,
-    modified_at,
 )
+from dagster_and_etl.reporting.source_files import DescribedFile, files_metadata
 from dagster_and_etl.settings import SENSOR_MAX_BATCH
 from dagster_and_etl.tags import PARENT_RUN_ID_TAG
 
@@ -37,24 +37,10 @@ from dagster_and_etl.tags import PARENT_RUN_ID_TAG
 DUCKDB_WRITE_POOL = "duckdb_write"
 # Who answers for these assets, as the UI shows it on each asset.
 OWNERS = ["team:data-engineering"]
-FILE_COLUMNS = ["partition", "path", "size (bytes)", "modified (UTC)", "rows"]
 # A backfill of dynamic partitions from the UI ("Materialize all") runs in batches the size of the
 # sensor's: one transaction per batch, so a cancel or a crash costs one batch, the UI shows progress, and
 # other loads get the database between batches. Read when the code location loads.
 DYNAMIC_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=SENSOR_MAX_BATCH.read())
-
-
-def _files_table(rows: list[tuple[str, str, int | str, int | None, int | str]]) -> dg.MetadataValue:
-    """The run's files as a markdown table: partition, path, size, modification time and data rows."""
-    return dg.MetadataValue.md(
-        markdown_table(
-            FILE_COLUMNS,
-            [
-                (key, path, size, "" if mtime is None else f"{modified_at(mtime):%Y-%m-%d %H:%M:%S}", rows)
-                for key, path, size, mtime, rows in rows
-            ],
-        )
-    )
 
 
 def _source_unavailable(error: SourceUnavailable) -> dg.Failure:
@@ -98,60 +84,38 @@ def _arrived_files(source: Source, settle_ns: int, partition_keys: list[str]) ->
     return arrived
 
 
-def _data_rows(source: Source, partition_key: str) -> int | str:
-    """A local file's data rows, counted for the file asset; a file in S3 is counted when it is loaded."""
+def _described(source: Source, key: str, info: FileInfo | NoFile) -> DescribedFile:
+    """A partition's file, its data rows counted when it is local; a file in S3 is counted when loaded."""
+    if isinstance(info, NoFile):
+        return DescribedFile(key, source.location(key), note=info.problem)
+    described = DescribedFile(key, info.location, info.size, info.mtime_ns)
     if not isinstance(source, FolderSource):
-        return "counted when loaded"
+        return dataclasses.replace(described, note="counted when loaded")
     try:
-        return count_data_rows(source.path(partition_key))
+        return dataclasses.replace(described, data_rows=count_data_rows(source.path(key)))
     except SourceFileError as error:
-        return f"bad file: {error.problem}"
+        return dataclasses.replace(described, note=f"bad file: {error.problem}")
     except FileNotFoundError:
-        return "missing"
+        return dataclasses.replace(described, note="missing")
     except OSError as error:  # listed but not readable: its load fails it, by itself
-        return f"cannot be read: {error.strerror}"
+        return dataclasses.replace(described, note=f"cannot be read: {error.strerror}")
 
 
 def _describe_source_files(
-    source_files: SourceFiles, partition_keys: list[str], *, must_arrive: bool
+    source_files: SourceFiles, partition_keys: list[str], pipeline: Pipeline
 ) -> dg.MaterializeResult:
-    """What landed for each partition: its file's path, size, modification time and data rows.
-
-    A file's contents are judged when it is loaded into its table, where each partition succeeds or
-    fails by itself. With `must_arrive` (the daily files) the run fails, to be retried, while a file has
-    not arrived or is still being written. A run of one partition reports its file; a run of many
-    reports totals and a table of its files, as Dagster gives every partition of a run the same metadata.
-    """
+    """What landed for each partition. A file's contents are judged when it is loaded into its table,
+    where each partition succeeds or fails by itself; an awaited file (a day's) fails the run, to be
+    retried, while it has not arrived or is still being written."""
     source = source_files.source
     keys = [source_files.checked_key(key) for key in partition_keys]
     found: dict[str, FileInfo | NoFile] = (
         dict(_arrived_files(source, source_files.settle_ns, keys))
-        if must_arrive
+        if pipeline.awaits_files
         else _file_infos(source, keys)
     )
-    described: list[tuple[str, str, int | str, int | None, int | str]] = []
-    for key in keys:
-        info = found[key]
-        if isinstance(info, NoFile):
-            described.append((key, source.location(key), info.problem, None, ""))
-        else:
-            described.append((key, info.location, info.size, info.mtime_ns, _data_rows(source, key)))
-    if len(described) == 1:
-        ((_, location, size, mtime_ns, data_rows),) = described
-        if mtime_ns is None:
-            return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(location), "problem": size})
-        assert isinstance(size, int)
-        return dg.MaterializeResult(
-            metadata={**file_metadata(location, size, mtime_ns), "data_rows": data_rows}
-        )
-    counted = [row[4] for row in described if isinstance(row[4], int)]
     return dg.MaterializeResult(
-        metadata={
-            "files": len(described),
-            "size_bytes": sum(row[2] for row in described if isinstance(row[2], int)),
-            **({"data_rows": sum(counted)} if counted else {}),
-            "file_list": _files_table(described),
-        }
+        metadata=files_metadata([_described(source, key, found[key]) for key in keys])
     )
 
 
@@ -221,7 +185,7 @@ def import_partition_file(
     context: dg.AssetExecutionContext, source_files: SourceFiles
 ) -> dg.MaterializeResult:
     """The day's source file, `<SOURCE_DIR>/<date>.csv`, once it has arrived and stopped changing."""
-    return _describe_source_files(source_files, context.partition_keys, must_arrive=True)
+    return _describe_source_files(source_files, context.partition_keys, DAILY)
 
 
 @dg.asset(
@@ -253,7 +217,7 @@ def import_dynamic_partition_file(
     context: dg.AssetExecutionContext, source_files: SourceFiles
 ) -> dg.MaterializeResult:
     """A file that landed in the source folder, `<SOURCE_DIR>/<key>.csv`."""
-    return _describe_source_files(source_files, context.partition_keys, must_arrive=False)
+    return _describe_source_files(source_files, context.partition_keys, EVENT_DRIVEN)
 
 
 @dg.asset(
