@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
-from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
 from dagster_and_etl import settings
@@ -25,6 +24,8 @@ from dagster_and_etl.ingest.source_bucket import BucketSource
 from dagster_and_etl.ingest.source_folder import FolderSource
 
 if TYPE_CHECKING:
+    from dagster_aws.s3 import S3Resource
+
     from dagster_and_etl.ingest.duckdb_tables import RawTable
 
 
@@ -45,9 +46,7 @@ class SourceFiles(dg.ConfigurableResource):
         """The folder or the bucket prefix, as the sensor and the loads read it: made once per run or
         tick, since Dagster starts a resource anew for each, and with it a bucket's one S3 client."""
         if settings.is_s3_uri(self.uri):
-            # dagster-aws's resource, configured as boto3 is: AWS_ENDPOINT_URL, AWS_REGION, the credential
-            # chain. The client is made when the bucket is first read, then kept for this run or tick.
-            return BucketSource.from_uri(self.uri, functools.cache(S3Resource().get_client))
+            return BucketSource.from_uri(self.uri, functools.cache(_s3_resource().get_client))
         return FolderSource(Path(self.uri))
 
     @property
@@ -65,6 +64,21 @@ class SourceFiles(dg.ConfigurableResource):
                 allow_retries=False,
             )
         return partition_key
+
+
+def _s3_resource() -> "S3Resource":
+    """dagster-aws's resource, configured as boto3 is: AWS_ENDPOINT_URL, AWS_REGION, the credential chain.
+    The client it makes is made when the bucket is first read, then kept for the run or tick.
+
+    Imported here, for a bucket only: a folder source is installed without the `s3` extra and never
+    loads dagster-aws."""
+    try:
+        from dagster_aws.s3 import S3Resource
+    except ImportError:
+        raise settings.SettingError(
+            "SOURCE_DIR is an S3 prefix, and dagster-aws is not installed: install dagster-and-etl[s3]"
+        ) from None
+    return S3Resource()
 
 
 class SensorTuning(dg.ConfigurableResource):
