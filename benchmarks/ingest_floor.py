@@ -19,8 +19,9 @@ from pathlib import Path
 import dagster as dg
 
 from dagster_and_etl.ingest.sensor_cursor import SensorCursor
-from dagster_and_etl.ingest.sensor_plan import RunBatch, TickRules, plan_tick
+from dagster_and_etl.ingest.sensor_plan import TickRules, plan_tick
 from dagster_and_etl.ingest.source_folder import list_source_files
+from dagster_and_etl.reporting.file_sensor import run_request
 from dagster_and_etl.settings import (
     SENSOR_INCLUDE_EXISTING_FILES,
     SENSOR_MAX_BATCH,
@@ -28,7 +29,6 @@ from dagster_and_etl.settings import (
     SENSOR_SETTLE_SECONDS,
     SOURCE_DIR,
 )
-from dagster_and_etl.tags import RANGE_END_TAG, RANGE_START_TAG
 
 LOCATION_NAME = "ingest_floor"
 SENSOR_NAME = "floor_sensor"
@@ -58,19 +58,6 @@ def floor_table(context: dg.AssetExecutionContext) -> Iterator[dg.AssetMateriali
 floor_job = dg.define_asset_job(name="floor_job", selection=[floor_file, floor_table])
 
 
-def _run_request(batch: RunBatch) -> dg.RunRequest:
-    """As the project's sensor asks for a batch: one key, or a range of keys by tags."""
-    if batch.first_key == batch.last_key:
-        return dg.RunRequest(run_key=batch.run_key, partition_key=batch.first_key)
-    return dg.RunRequest(
-        run_key=batch.run_key,
-        tags={
-            RANGE_START_TAG: batch.first_key,
-            RANGE_END_TAG: batch.last_key,
-        },
-    )
-
-
 @dg.sensor(target=floor_job, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.STOPPED)
 def floor_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     now_ns = time.time_ns()
@@ -97,7 +84,7 @@ def floor_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             cursor=plan.cursor.serialize(),
         )
     return dg.SensorResult(
-        run_requests=[_run_request(batch) for batch in plan.batches],
+        run_requests=[run_request(batch, batch.run_key) for batch in plan.batches],  # as the project's
         dynamic_partitions_requests=registrations,
         cursor=plan.cursor.serialize(),
     )

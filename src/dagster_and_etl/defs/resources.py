@@ -45,9 +45,10 @@ class SourceFiles(dg.ConfigurableResource):
     def source(self) -> Source:
         """The folder or the bucket prefix, as the sensor and the loads read it: made once per run or
         tick, since Dagster starts a resource anew for each, and with it a bucket's one S3 client."""
-        if settings.is_s3_uri(self.uri):
-            return BucketSource.from_uri(self.uri, functools.cache(_s3_resource().get_client))
-        return FolderSource(Path(self.uri))
+        uri = self.uri
+        if settings.is_s3_uri(uri):
+            return BucketSource.from_uri(uri, functools.cache(_s3_resource().get_client))
+        return FolderSource(Path(uri))
 
     @property
     def settle_ns(self) -> int:

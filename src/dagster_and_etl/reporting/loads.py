@@ -2,7 +2,6 @@
 current version (or keeps rows of a file since removed), the table's two checks, and a failure that names
 the bad files. A plain translation of a `LoadOutcome`, testable with plain values."""
 
-import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,9 +12,7 @@ from dagster_and_etl.ingest.load_report import LoadReport
 from dagster_and_etl.ingest.partition_keys import file_name_for_key
 from dagster_and_etl.ingest.source_file_scan import SourceFileError
 from dagster_and_etl.ingest.table_summary import TableFacts, markdown_table
-
-# How many files or partitions a failure's metadata lists by name.
-LISTED_AT_MOST = 50
+from dagster_and_etl.reporting.source_files import LISTED_AT_MOST, file_metadata
 
 
 @dataclass(frozen=True)
@@ -41,18 +38,6 @@ class LoadOutcome:
     table_name: str  # as the UI names it: <database>.main.<table>
     facts: TableFacts
     partitions: int  # how many the run was given
-
-
-def modified_at(mtime_ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(mtime_ns / 1e9, tz=dt.UTC)
-
-
-def file_metadata(location: str, size: int, mtime_ns: int) -> dict[str, object]:
-    return {
-        "path": dg.MetadataValue.path(location),
-        "size_bytes": size,
-        "modified_at": dg.MetadataValue.timestamp(modified_at(mtime_ns)),
-    }
 
 
 def _schema(outcome: LoadOutcome) -> dg.TableSchema | None:

@@ -2,13 +2,12 @@
 modification time and data rows; for a run of many, the totals and a table with a row per file (Dagster
 gives every partition of a run the same metadata)."""
 
+import datetime as dt
 from dataclasses import dataclass
 
 import dagster as dg
 
-from dagster_and_etl.reporting.loads import file_metadata, modified_at
-
-# Files a run's table lists, the first by key order; the totals count them all.
+# How many files or partitions metadata lists by name (a run's files, a failure's); totals count them all.
 LISTED_AT_MOST = 50
 FILE_TABLE_SCHEMA = dg.TableSchema(
     columns=[
@@ -20,6 +19,18 @@ FILE_TABLE_SCHEMA = dg.TableSchema(
         dg.TableColumn("note", "string", description="why a value is missing"),
     ]
 )
+
+
+def modified_at(mtime_ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(mtime_ns / 1e9, tz=dt.UTC)
+
+
+def file_metadata(location: str, size: int, mtime_ns: int) -> dict[str, object]:
+    return {
+        "path": dg.MetadataValue.path(location),
+        "size_bytes": size,
+        "modified_at": dg.MetadataValue.timestamp(modified_at(mtime_ns)),
+    }
 
 
 @dataclass(frozen=True)
