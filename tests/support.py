@@ -1,6 +1,9 @@
 """Helpers the tests share: writing source files and ticking the sensor as the daemon would."""
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -23,6 +26,36 @@ def write_source_file(
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+@contextmanager
+def arriving_after_the_first_failure(
+    instance: dg.DagsterInstance, folder: Path, name: str, text: str
+) -> Iterator[None]:
+    """Writes a source file once the run in the block has failed for want of it (a step is up for retry),
+    so the first attempt never finds it and a retry does, however long the run takes to start."""
+    ended = threading.Event()
+
+    def up_for_retry() -> bool:
+        return any(
+            instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+            for run_id in instance.get_run_ids()
+        )
+
+    def arrive() -> None:
+        while not ended.is_set():
+            if up_for_retry():
+                write_source_file(folder, name, text)
+                return
+            ended.wait(0.05)
+
+    writer = threading.Thread(target=arrive)
+    writer.start()
+    try:
+        yield
+    finally:
+        ended.set()
+        writer.join()
 
 
 def with_bad_value(seed: int, line: int, column: int, value: str) -> str:

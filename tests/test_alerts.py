@@ -5,7 +5,6 @@ tick and the asset check results it reports stored in the instance; the runs are
 """
 
 import datetime as dt
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,13 @@ from dagster_and_etl.defs.checks import WAITING_FILES_CHECK
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.testing import SensorDaemon
 from tests.landing import BucketLanding, FolderLanding
-from tests.support import run_daily, wait_until_settled, with_bad_value, write_source_file
+from tests.support import (
+    arriving_after_the_first_failure,
+    run_daily,
+    wait_until_settled,
+    with_bad_value,
+    write_source_file,
+)
 from tests.test_late_files import job_with_retries
 from tests.webhook import Webhook
 
@@ -117,13 +122,9 @@ def test_a_bad_header_is_named_without_quoting_the_file(
 def test_a_late_daily_file_that_arrives_during_the_retries_sends_nothing(
     source_dir: Path, instance: dg.DagsterInstance, defs: dg.Definitions, alerts_on: Webhook, alert_sensor
 ) -> None:
-    job = job_with_retries(defs, dg.RetryPolicy(max_retries=5, delay=1))
-    arrival = threading.Timer(1.5, write_source_file, args=(source_dir, "2018-01-22.csv", sample_csv(seed=3)))
-    arrival.start()
-    try:
+    job = job_with_retries(defs, dg.RetryPolicy(max_retries=10, delay=1))
+    with arriving_after_the_first_failure(instance, source_dir, "2018-01-22.csv", sample_csv(seed=3)):
         result = job.execute_in_process(partition_key="2018-01-22", instance=instance, raise_on_error=False)
-    finally:
-        arrival.join()
     assert result.success
     assert [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
 

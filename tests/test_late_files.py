@@ -1,6 +1,5 @@
 """A scheduled run whose file is late retries by itself, loads the file when it comes, or gives up."""
 
-import threading
 from pathlib import Path
 
 import dagster as dg
@@ -9,7 +8,7 @@ import duckdb
 from dagster_and_etl.defs import jobs
 from dagster_and_etl.defs.jobs import LATE_FILE_RETRY_POLICY
 from dagster_and_etl.sample_data import sample_csv
-from tests.support import wait_until_settled, write_source_file
+from tests.support import arriving_after_the_first_failure, wait_until_settled
 
 DAY = "2018-01-22"
 
@@ -41,13 +40,9 @@ def test_daily_job_retries_a_late_file_with_backoff_for_about_two_hours(defs) ->
 def test_late_file_is_loaded_by_a_retry_once_it_arrives(
     defs, instance, source_dir: Path, duckdb_path: Path
 ) -> None:
-    job = job_with_retries(defs, dg.RetryPolicy(max_retries=5, delay=1))
-    arrival = threading.Timer(1.5, write_source_file, args=(source_dir, f"{DAY}.csv", sample_csv(seed=3)))
-    arrival.start()
-    try:
+    job = job_with_retries(defs, dg.RetryPolicy(max_retries=10, delay=1))
+    with arriving_after_the_first_failure(instance, source_dir, f"{DAY}.csv", sample_csv(seed=3)):
         result = job.execute_in_process(partition_key=DAY, instance=instance, raise_on_error=False)
-    finally:
-        arrival.join()
 
     assert result.success
     assert len(retry_events(result)) >= 1
