@@ -357,6 +357,8 @@ def test_a_file_waiting_too_long_turns_the_event_driven_table_overdue_once_until
         result = latest_result(instance, WAITING_CHECK)
         assert result is not None and not result.passed
         assert result.metadata["waiting_files"].value == 1
+        (listed,) = result.metadata["files"].value.records
+        assert listed.data == {"partition": "vendor-a", "file": str(waiting), "waiting_minutes": 120}
         (text,) = alerts_on.texts
         assert text.splitlines() == [
             "duckdb_dynamic_partition_table is overdue: 1 file(s) waited more than 60 min without being"

@@ -22,7 +22,6 @@ from dagster_and_etl.defs.resources import FileFreshness, SourceFiles, StagingDa
 from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy, RawTable
 from dagster_and_etl.ingest.sensor_cursor import version_mark
 from dagster_and_etl.ingest.source import SourceUnavailable
-from dagster_and_etl.ingest.table_summary import markdown_table
 
 DAILY_DEADLINE_CRON = "30 7 * * *"
 
@@ -38,6 +37,13 @@ with warnings.catch_warnings():
 WAITING_FILES_CHECK = "files_loaded_in_time"
 # How many waiting files a result lists by name.
 FILES_LISTED = 20
+WAITING_FILES_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("partition", "string"),
+        dg.TableColumn("file", "string"),
+        dg.TableColumn("waiting_minutes", "int"),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -73,11 +79,14 @@ class WaitingFiles:
             "waiting_files": len(self.files),
             "limit_minutes": self.limit_minutes,
             "oldest_waiting_minutes": self.files[0].waiting_minutes if self.files else 0,
-            "files": dg.MetadataValue.md(
-                markdown_table(
-                    ["partition", "file", "waiting (min)"],
-                    [(f.partition, f.location, f.waiting_minutes) for f in self.files[:FILES_LISTED]],
-                )
+            "files": dg.MetadataValue.table(
+                records=[
+                    dg.TableRecord(
+                        {"partition": f.partition, "file": f.location, "waiting_minutes": f.waiting_minutes}
+                    )
+                    for f in self.files[:FILES_LISTED]
+                ],
+                schema=WAITING_FILES_SCHEMA,
             ),
         }
 

@@ -1,5 +1,5 @@
 """What a load left in its table, as plain values: the table's columns and the first rows of the partitions
-it loaded, and a markdown table to show them in."""
+it loaded."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,15 +78,3 @@ def table_facts(conn: "duckdb.DuckDBPyConnection", table: RawTable, partition_ke
     ).fetchone()
     columns = table_columns(conn, table) if partition_keys else []
     return TableFacts(columns, previews(conn, table, partition_keys), non_positive)
-
-
-def _line(cells: Sequence[object]) -> str:
-    return "| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
-
-
-def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]], *, limit: int = 50) -> str:
-    """A markdown table of the first `limit` rows, with a last line that counts the rows left out."""
-    lines = [_line(columns), _line(["---"] * len(columns)), *(_line(row) for row in rows[:limit])]
-    if len(rows) > limit:
-        lines.append(_line([f"… {len(rows) - limit} more", *[""] * (len(columns) - 1)]))
-    return "\n".join(lines)

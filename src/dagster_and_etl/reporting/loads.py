@@ -11,7 +11,7 @@ from dagster_and_etl.ingest.duckdb_tables import RawTable
 from dagster_and_etl.ingest.load_report import LoadReport
 from dagster_and_etl.ingest.partition_keys import file_name_for_key
 from dagster_and_etl.ingest.source_file_scan import SourceFileError
-from dagster_and_etl.ingest.table_summary import TableFacts, markdown_table
+from dagster_and_etl.ingest.table_summary import Preview, TableFacts
 from dagster_and_etl.reporting.source_files import LISTED_AT_MOST, file_metadata
 
 
@@ -51,19 +51,34 @@ def _schema(outcome: LoadOutcome) -> dg.TableSchema | None:
     )
 
 
+def _cell(value: object) -> str | int | float | bool | None:
+    """A value as a table record holds it: dates and decimals as the text DuckDB gives them."""
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+
+def _preview(outcome: LoadOutcome, preview: Preview) -> dg.TableMetadataValue:
+    types = {column.name: column.type for column in outcome.facts.columns}
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(name, types.get(name, "string")) for name in preview.columns]
+    )
+    records = [
+        dg.TableRecord(dict(zip(preview.columns, map(_cell, row), strict=True))) for row in preview.rows
+    ]
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
 def materializations(asset_key: dg.AssetKey, outcome: LoadOutcome) -> Iterator[dg.AssetMaterialization]:
     """One per partition that holds its file's current version, then one per partition whose file is
     gone from the source and whose rows are kept."""
     report, schema = outcome.report, _schema(outcome)
     for key, result in report.holding.items():
-        preview = outcome.facts.previews[key]
         metadata: dict[str, object] = {
             "dagster/row_count": result.row_count,
             "dagster/table_name": outcome.table_name,
             "dagster/column_schema": schema,
             **file_metadata(outcome.locations[key], result.version.size, result.version.mtime_ns),
             "version": result.version.token,
-            "preview": dg.MetadataValue.md(markdown_table(preview.columns, preview.rows)),
+            "preview": _preview(outcome, outcome.facts.previews[key]),
         }
         if key in report.unchanged:
             by = f", by run {result.loaded_by}" if result.loaded_by else ""
