@@ -7,7 +7,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install dev dev-s3 test test-fast lint format sample-data clean
+.PHONY: install dev dev-s3 load-day test test-fast lint format sample-data clean
 
 install: $(VENV)/.installed
 
@@ -20,11 +20,21 @@ $(VENV)/.installed: pyproject.toml uv.lock Makefile
 	$(BIN)/uv sync --frozen --inexact --compile-bytecode --extra s3
 	touch $@
 
-# The UI and the daemon on http://127.0.0.1:3000, with schedules, sensors and runs kept in .dagster_home/.
+# The UI and the daemon on http://127.0.0.1:$(PORT), with schedules, sensors and runs kept in .dagster_home/.
 # `dg dev` is what Dagster now recommends; `dagster dev -w workspace.yaml` starts the same code location.
+# Alerts link to the UI on that port unless DAGSTER_UI_URL says otherwise.
+PORT ?= 3000
 dev: install
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/dg dev
+	DAGSTER_UI_URL="$${DAGSTER_UI_URL:-http://127.0.0.1:$(PORT)}" $(BIN)/dg dev --port $(PORT)
+
+# One day of the scheduled pipeline, now: `make load-day DAY=2018-01-22`. The run is recorded in the same
+# Dagster home as `make dev`'s, so its UI shows it (`dg launch` alone, without DAGSTER_HOME, would run on a
+# temporary instance that is thrown away).
+load-day: install
+	@test -n "$(DAY)" || { echo "usage: make load-day DAY=YYYY-MM-DD" >&2; exit 2; }
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dg launch --job import_partition_job --partition "$(DAY)"
 
 # The same with SOURCE_DIR=s3://landing/incoming/ on moto's S3 server, in memory, on 127.0.0.1:$(S3_PORT),
 # which starts holding the sample files and stops with dagster dev. Its tables go to data/staging/s3.duckdb

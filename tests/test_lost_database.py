@@ -85,7 +85,7 @@ def test_after_the_database_is_lost_a_reset_loads_every_file_again_once(
     first_key = load_the_folder(source_dir, daemon)
     database = lose(duckdb_path, monkeypatch, tmp_path)
 
-    daemon.cursor = None  # the README's remedy: reset the sensor's cursor
+    daemon.cursor = None  # the remedy docs/how-it-works.md gives: reset the sensor's cursor
     ticks = daemon.run_until_idle()
 
     (request,) = ticks[0].launched  # the same batch as the first load, under a key not yet used
