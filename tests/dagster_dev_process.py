@@ -1,5 +1,5 @@
-"""A real `dagster dev`, started as `make dev` starts it (`dg dev`), for the tests that need the webserver
-and daemon.
+"""A real `dagster dev`, started by `make dev PORT=...` as a user starts it, for the tests that need the
+webserver and daemon.
 
 A test module imports `dagster_home_fixture` and `dagster_dev_fixture` to have the fixtures `dagster_home`
 and `dagster_dev`. Every `dagster dev` a test starts runs in its own process group and is stopped, with
@@ -28,6 +28,12 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SENSOR_INTERVALS = {"SENSOR_INTERVAL_SECONDS": "1", "ALERT_INTERVAL_SECONDS": "1"}
+
+
+def make(*args: str) -> list[str]:
+    """A command of the project's Makefile, run on `.venv/` as it is installed: a Makefile newer than the
+    install does not make a test install the packages again."""
+    return ["make", "--no-print-directory", "-o", ".venv/.installed", *args]
 
 
 def free_port() -> int:
@@ -96,7 +102,7 @@ def dagster_home_fixture(tmp_path: Path) -> Path:
 
 @pytest.fixture(name="dagster_dev")
 def dagster_dev_fixture(dagster_home: Path, tmp_path: Path) -> Iterator[Callable[[], int]]:
-    """Starts `dagster dev` as `make dev` does, on a free port; every start is stopped at the end.
+    """Starts `make dev` on a free port; every start is stopped at the end.
 
     Each start takes the environment as it is then, so a test may change a setting before starting. The
     sensors tick every second unless the test sets their intervals: a test waits for ticks, not for time."""
@@ -112,7 +118,7 @@ def dagster_dev_fixture(dagster_home: Path, tmp_path: Path) -> Iterator[Callable
         port = free_port()
         log = (tmp_path / f"dagster-dev-{len(processes)}.log").open("w")
         process = subprocess.Popen(
-            [BIN / "dg", "dev", "-p", str(port)],
+            make("dev", f"PORT={port}"),
             cwd=PROJECT_ROOT,
             env=env,
             stdout=log,
