@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml uv.lock Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv sync --frozen --inexact --compile-bytecode --extra s3
+	$(BIN)/uv sync --frozen --inexact --compile-bytecode --extra s3 --extra postgres
 	touch $@
 
 # The UI and the daemon on http://127.0.0.1:$(PORT), with schedules, sensors and runs kept in .dagster_home/.

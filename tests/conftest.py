@@ -10,6 +10,7 @@ from dagster_and_etl.definitions import defs as load_defs
 from dagster_and_etl.defs.resources import StagingDatabase
 from tests.browser import FAILED
 from tests.landing import bucket, landing, s3_server, s3_settings  # noqa: F401  (fixtures)
+from tests.postgres import postgres_fixture, postgres_server_fixture, production_instance_config  # noqa: F401
 from tests.support import (  # noqa: F401  (re-exported for test modules)
     REFERENCE_DATA,
     SensorTicks,
@@ -55,8 +56,19 @@ def settings(monkeypatch: pytest.MonkeyPatch, source_dir: Path, duckdb_path: Pat
 
 
 @pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
+def storage(request: pytest.FixtureRequest) -> str:
+    """Where the Dagster instance keeps runs, events and sensor state: SQLite, as under `make dev`, unless
+    a test is parametrized with `storage="postgres"` (indirect): deploy/dagster.yaml on a real server."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def instance(storage: str, request: pytest.FixtureRequest) -> Iterator[dg.DagsterInstance]:
+    overrides = None
+    if storage == "postgres":
+        request.getfixturevalue("postgres")
+        overrides = production_instance_config()
+    with dg.instance_for_test(overrides=overrides) as test_instance:
         yield test_instance
 
 

@@ -126,6 +126,34 @@ def test_runs_per_tick_limit_never_stalls_the_sensor(
     assert all(history(duckdb_path, key)[-1][1] == version for key, version in versions.items())
 
 
+def test_a_daemon_restarted_mid_backlog_loads_every_file_once(
+    landing: Landing,
+    duckdb_path: Path,
+    daemon: SensorDaemon,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_limits(monkeypatch, SMALL_LIMITS)
+    keys = [f"b{index:02d}" for index in range(10)]
+    for seed, key in enumerate(keys):
+        landing.write(f"{key}.csv", seed=seed)
+    landing.wait_until_settled()
+    first = daemon.tick(execute=False)  # two runs of two files launched; the daemon stops before they run
+    assert len(first.launched) == 2 and first.runs == []
+
+    # Restarted: the cursor stored with the last tick, and the runs already in the instance.
+    restarted = SensorDaemon(instance, defs, cursor=daemon.cursor)
+    for request in first.launched:  # the runs launched before the stop are run as the daemon resumes
+        assert restarted.run(request).success
+    ticks = restarted.run_until_idle()
+
+    assert sorted(first.partition_keys + launched_partition_keys(ticks)) == keys  # each once
+    assert rows_per_partition(duckdb_path) == dict.fromkeys(keys, 10)
+    assert set(loads_per_version(duckdb_path).values()) == {1}
+    assert status(instance, keys) == dict.fromkeys(keys, "MATERIALIZED")
+
+
 @pytest.mark.parametrize("limits", [DEFAULT_LIMITS, SMALL_LIMITS], ids=["default_batching", "small_batches"])
 def test_a_bad_file_holds_back_only_itself_and_loads_once_fixed(
     landing: Landing,

@@ -156,8 +156,8 @@ def env_file_conflicts(settings: dict[str, str | None], env_file: Path = PROJECT
     ]
 
 
-def run_dagster_dev(args: list[str], env: dict[str, str]) -> int:
-    """`dagster dev -w workspace.yaml` until it exits; returns its exit code.
+def run_dagster_dev(command: list[str], env: dict[str, str]) -> int:
+    """`dagster dev` or `dg dev` until it exits; returns its exit code.
 
     It runs in a process group of its own, so a Ctrl-C in the terminal reaches it once, passed on by this
     process, which then waits for its shutdown to finish before the S3 server stops. A SIGTERM or SIGHUP
@@ -174,7 +174,7 @@ def run_dagster_dev(args: list[str], env: dict[str, str]) -> int:
     previous = {signum: signal.signal(signum, forward) for signum in forwarded}
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", *args],
+            command,
             cwd=PROJECT_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -210,7 +210,8 @@ def dev(options: argparse.Namespace) -> int:
             flush=True,
         )
         env = {**os.environ, **settings, **s3_environment(endpoint)}
-        return run_dagster_dev(options.dagster_args, {k: v for k, v in env.items() if v is not None})
+        command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", *options.dagster_args]
+        return run_dagster_dev(command, {k: v for k, v in env.items() if v is not None})
 
 
 def put(options: argparse.Namespace) -> int:

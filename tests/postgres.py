@@ -1,0 +1,69 @@
+"""A real PostgreSQL server for the tests of the production instance (`deploy/dagster.yaml`).
+
+Each test process starts one server of Debian's `postgresql` package on 127.0.0.1 and a free port, through
+the same `dagster_and_etl.local_postgres` that `make dev-postgres` uses, installing the package with
+apt-get first when it is missing; each test gets a database of its own on it. A test module imports
+`postgres_server_fixture` and `postgres_fixture` to have the fixtures `postgres_server` and `postgres`.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dagster_and_etl import local_postgres
+from dagster_and_etl.local_postgres import LocalPostgres
+from tests.dagster_dev_process import PROJECT_ROOT, free_port
+
+
+def production_instance_config() -> dict:
+    """deploy/dagster.yaml as Dagster reads it."""
+    return yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
+
+
+def install_postgres() -> None:
+    """Debian's `postgresql`, installed with apt-get when its server programs are not there."""
+    if list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
+        return
+    if os.geteuid() != 0:
+        pytest.fail("PostgreSQL is missing: install Debian's package with `sudo apt-get install postgresql`")
+    apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt, timeout=600)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
+        check=True,
+        env=apt,
+        timeout=900,
+    )
+
+
+@pytest.fixture(name="postgres_server", scope="session")
+def postgres_server_fixture() -> Iterator[LocalPostgres]:
+    install_postgres()
+    # Not under the tests' TMPDIR, which only root may enter: the server runs as the `postgres` user.
+    base = Path(
+        tempfile.mkdtemp(prefix="dagster-and-etl-pg-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None)
+    )
+    base.chmod(0o755)
+    try:
+        with local_postgres.running(base / "cluster", free_port()) as server:
+            yield server
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(name="postgres")
+def postgres_fixture(postgres_server: LocalPostgres, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A database of this test's own, and the DAGSTER_POSTGRES_* settings that reach it, set."""
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    postgres_server.create_database(database)
+    settings = postgres_server.environment(database)
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    return settings
