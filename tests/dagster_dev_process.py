@@ -64,12 +64,19 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
 
 
 def location_loaded(port: int) -> bool:
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+    """Whether the webserver on the port has loaded the code location, its definitions and all."""
+    query = """{ workspaceOrError { ... on Workspace { locationEntries {
+        name loadStatus locationOrLoadError { __typename } } } } }"""
     try:
         entries = graphql(port, query)["workspaceOrError"]["locationEntries"]
     except OSError:
         return False
-    return any(e["name"] == "dagster_and_etl" and e["loadStatus"] == "LOADED" for e in entries)
+    return any(
+        e["name"] == "dagster_and_etl"
+        and e["loadStatus"] == "LOADED"
+        and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+        for e in entries
+    )
 
 
 START_SENSOR = """
@@ -92,11 +99,17 @@ def start_sensor(port: int, name: str) -> None:
 
 
 @pytest.fixture(name="dagster_home")
-def dagster_home_fixture(tmp_path: Path) -> Path:
-    """A DAGSTER_HOME of its own with the project's `.dagster_home/dagster.yaml` (pools included)."""
+def dagster_home_fixture(tmp_path: Path, storage: str, request: pytest.FixtureRequest) -> Path:
+    """A DAGSTER_HOME of its own with the project's instance configuration: `.dagster_home/dagster.yaml`
+    (SQLite, pools included), or with `storage="postgres"` the production `deploy/dagster.yaml` on a
+    database of its own on the tests' PostgreSQL server."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((PROJECT_ROOT / ".dagster_home" / "dagster.yaml").read_text())
+    config = PROJECT_ROOT / ".dagster_home" / "dagster.yaml"
+    if storage == "postgres":
+        request.getfixturevalue("postgres")  # the DAGSTER_POSTGRES_* settings, for dg dev and the test
+        config = PROJECT_ROOT / "deploy" / "dagster.yaml"
+    (home / "dagster.yaml").write_text(config.read_text())
     return home
 
 

@@ -195,6 +195,7 @@ def test_two_days_backfilled_together_take_turns_at_the_pool(
     assert_the_loads_took_turns(dagster_home, meeting, runs)
 
 
+@pytest.mark.parametrize("storage", ["sqlite", "postgres"], indirect=True)
 def test_two_files_found_in_one_tick_take_turns_at_the_pool(
     dagster_dev,
     dagster_home: Path,

@@ -1,6 +1,6 @@
 """The project on a Postgres-backed Dagster instance, on this machine: what `make dev-postgres` runs.
 
-    python -m dagster_and_etl.local_postgres dev [-- dg dev options such as --port 3001]
+    python -m dagster_and_etl.local_postgres dev [--port 5433] [-- dg dev options such as --port 3001]
 
 `dev` starts a PostgreSQL server of Debian's `postgresql` package on 127.0.0.1 (port 5433 unless told),
 its cluster in `.postgres/` with a password made on first start, creates the database `dagster`, and runs
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagster_and_etl.local_s3 import run_dagster_dev
-from dagster_and_etl.settings import PROJECT_ROOT
+from dagster_and_etl.settings import PROJECT_ROOT, resolve_path
 
 PORT = 5433  # not 5432, which a PostgreSQL of the machine's own may hold
 USER = "dagster"
@@ -151,15 +151,16 @@ def running(folder: Path, port: int) -> Iterator[LocalPostgres]:
 
 
 def dev(options: argparse.Namespace) -> int:
-    with running(CLUSTER, options.port) as server:
+    home = resolve_path(options.dagster_home)
+    with running(resolve_path(options.cluster), options.port) as server:
         server.create_database(DATABASE)
-        DAGSTER_HOME.mkdir(exist_ok=True)
-        shutil.copyfile(INSTANCE_CONFIG, DAGSTER_HOME / "dagster.yaml")
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
         print(
-            f"PostgreSQL on 127.0.0.1:{options.port}, database {DATABASE}; DAGSTER_HOME={DAGSTER_HOME}",
+            f"PostgreSQL on 127.0.0.1:{options.port}, database {DATABASE}; DAGSTER_HOME={home}",
             flush=True,
         )
-        env = {**os.environ, **server.environment(DATABASE), "DAGSTER_HOME": str(DAGSTER_HOME)}
+        env = {**os.environ, **server.environment(DATABASE), "DAGSTER_HOME": str(home)}
         return run_dagster_dev([str(Path(sys.executable).parent / "dg"), "dev", *options.dg_args], env)
 
 
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("dev", help="start PostgreSQL, then dg dev on it")
     run.add_argument("--port", type=int, default=PORT, help=f"the server's port on 127.0.0.1 ({PORT})")
+    run.add_argument("--cluster", default=str(CLUSTER), help=f"the cluster's folder ({CLUSTER.name}/)")
+    run.add_argument("--dagster-home", default=str(DAGSTER_HOME), help=f"DAGSTER_HOME ({DAGSTER_HOME.name}/)")
     run.add_argument("dg_args", nargs="*", help="after --: options for dg dev, such as --port 3001")
     run.set_defaults(handler=dev)
     options = parser.parse_args(argv)

@@ -1,0 +1,98 @@
+"""The production layout of docs/deploying.md for real: the code location as a gRPC server, one daemon and
+the webserver, as three processes on one Dagster instance in PostgreSQL (deploy/dagster.yaml and
+deploy/workspace.yaml), load a file the sensor finds."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tests.dagster_dev_process import (
+    BIN,
+    PROJECT_ROOT,
+    SENSOR_INTERVALS,
+    dagster_home_fixture,  # noqa: F401  (the fixture `dagster_home`)
+    free_port,
+    location_loaded,
+    start_sensor,
+    wait_for,
+)
+from tests.support import rows_per_partition, write_source_file
+
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("storage", ["postgres"], indirect=True)]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Starts a process from the project root with the test's environment; all are stopped at the end."""
+    processes: list[subprocess.Popen] = []
+
+    def started(*command: str, env: dict[str, str]) -> subprocess.Popen:
+        log = (tmp_path / f"{Path(command[0]).name}-{len(processes)}.log").open("w")
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        processes.append(process)
+        return process
+
+    yield started
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def serving(port: int) -> bool:
+    """Whether a server takes connections on the port, on 127.0.0.1."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_code_server_a_daemon_and_a_webserver_on_postgres_load_what_the_sensor_finds(
+    start, dagster_home: Path, source_dir: Path, duckdb_path: Path
+) -> None:
+    code_port, ui_port = free_port(), free_port()
+    env = {
+        **SENSOR_INTERVALS,
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),  # deploy/dagster.yaml, on the test's PostgreSQL database
+        "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
+        "DAGSTER_CODE_SERVER_PORT": str(code_port),
+    }
+    workspace = str(PROJECT_ROOT / "deploy" / "workspace.yaml")
+    start(str(BIN / "dagster"), "code-server", "start", "-m", "dagster_and_etl.definitions",
+          "--host", "127.0.0.1", "--port", str(code_port), env=env)  # fmt: skip
+    wait_for(lambda: serving(code_port), 180, "the code server to serve the definitions")
+    start(str(BIN / "dagster-daemon"), "run", "-w", workspace, env=env)
+    start(
+        str(BIN / "dagster-webserver"),
+        "-w",
+        workspace,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(ui_port),
+        env=env,
+    )
+    wait_for(lambda: location_loaded(ui_port), 180, "the webserver to load the code location over gRPC")
+
+    write_source_file(source_dir, "vendor-a.csv", seed=1)
+    start_sensor(ui_port, "dynamic_sensor")
+
+    def succeeded() -> list[dg.DagsterRun]:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            return list(instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])))
+
+    (run,) = wait_for(succeeded, 180, "the daemon to run what the sensor requested")
+    assert run.tags["dagster/partition"] == "vendor-a"
+    assert rows_per_partition(duckdb_path) == {"vendor-a": 10}
