@@ -14,7 +14,11 @@ project's `.dagster_home/dagster.yaml`, a fresh source folder and DuckDB), with 
 - bare: the same files loaded in-process with `load_partitions` in one call, no Dagster at all.
 Every `dagster dev` listens on 127.0.0.1 only and its process group is killed when its measurement ends;
 any process left with the measurement's DAGSTER_HOME (another group) is killed too, and reported.
-Run: `.venv/bin/python -m benchmarks.ingest [--files 1000] [--bad 10] [--runs 3]`
+With `--storage sqlite postgres`, every round measures each of them on both Dagster instances: the
+project's `.dagster_home/dagster.yaml` (SQLite), and the production `deploy/dagster.yaml` on a PostgreSQL
+server of this machine (Debian's package, started once for the benchmark in the system's temporary
+folder, beside the SQLite homes; a fresh database per measurement).
+Run: `.venv/bin/python -m benchmarks.ingest [--files 1000] [--bad 10] [--runs 3] [--storage sqlite postgres]`
 """
 
 import argparse
@@ -30,8 +34,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import duckdb
@@ -41,6 +48,7 @@ from benchmarks._stats import ratio_line, summary
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
 from dagster_and_etl.ingest.duckdb_load import load_partitions
 from dagster_and_etl.ingest.duckdb_tables import RawTable
+from dagster_and_etl.local_postgres import LocalPostgres, running
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.tags import RANGE_END_TAG, RANGE_START_TAG
 from tests.dagster_dev_process import BIN, PROJECT_ROOT, free_port, wait_for
@@ -266,12 +274,33 @@ def all_runs_ended(instance: dg.DagsterInstance) -> bool:
     return bool(runs) and all(run.is_finished for run in runs)
 
 
+@dataclass(frozen=True)
+class Storage:
+    """A Dagster instance configuration to measure on: SQLite, or PostgreSQL on `server`."""
+
+    name: str
+    config: Path
+    server: LocalPostgres | None = None
+
+    def settings(self) -> dict[str, str]:
+        """What a measurement's processes need to reach a fresh instance: on PostgreSQL, a new database."""
+        if self.server is None:
+            return {}
+        database = f"bench_{uuid.uuid4().hex[:12]}"
+        self.server.create_database(database)
+        return self.server.environment(database)
+
+
+SQLITE = Storage("sqlite", PROJECT_ROOT / ".dagster_home" / "dagster.yaml")
+
+
 def timed_ingest(
     scratch: Path,
     files: int,
     bad: set[int],
     location: tuple[Path, str, str, dg.AssetKey],
     after: Callable[[dg.DagsterInstance, list[str], list[str]], None] | None = None,
+    storage: Storage = SQLITE,
 ) -> tuple[float, list[str], list[tuple[str, str]]]:
     """Seconds from turning the sensor on until every good partition of the table is materialized, the
     good keys, and the key range of each run. `location`: the workspace file, the location's name, its
@@ -280,10 +309,12 @@ def timed_ingest(
     workspace, location_name, sensor, table = location
     home, source = scratch / "dagster_home", scratch / "source"
     home.mkdir()
-    (home / "dagster.yaml").write_text((PROJECT_ROOT / ".dagster_home" / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text(storage.config.read_text())
     good_keys, bad_keys = write_files(source, files, bad)
-    env = {"SOURCE_DIR": str(source), "DUCKDB_DATABASE": str(scratch / "data.duckdb")}
-    with dagster_dev(workspace, location_name, home, env, scratch / "dagster-dev.log") as port:
+    instance_settings = storage.settings()
+    env = {"SOURCE_DIR": str(source), "DUCKDB_DATABASE": str(scratch / "data.duckdb"), **instance_settings}
+    dev = dagster_dev(workspace, location_name, home, env, scratch / "dagster-dev.log")
+    with dev as port, mock.patch.dict(os.environ, instance_settings):
         time.sleep(6)  # the files are older than the settle window
         started = time.perf_counter()
         start_sensor(port, location_name, sensor)
@@ -338,20 +369,22 @@ PROJECT = (PROJECT_ROOT / "workspace.yaml", PROJECT_LOCATION, "dynamic_sensor", 
 Measured = tuple[float, list[tuple[str, str]] | None]
 
 
-def one_clean(files: int, scratch: Path) -> Measured:
-    elapsed, good_keys, ranges = timed_ingest(scratch, files, set(), PROJECT)
+def one_clean(files: int, scratch: Path, storage: Storage) -> Measured:
+    elapsed, good_keys, ranges = timed_ingest(scratch, files, set(), PROJECT, storage=storage)
     check_duckdb(scratch / "data.duckdb", good_keys)
     return elapsed, ranges
 
 
-def one_bad(files: int, bad: int, scratch: Path) -> Measured:
+def one_bad(files: int, bad: int, scratch: Path, storage: Storage) -> Measured:
     bad_files = spread(files, bad)
-    elapsed, good_keys, ranges = timed_ingest(scratch, files, bad_files, PROJECT, check_bad_partitions)
+    elapsed, good_keys, ranges = timed_ingest(
+        scratch, files, bad_files, PROJECT, check_bad_partitions, storage
+    )
     check_duckdb(scratch / "data.duckdb", good_keys)
     return elapsed, ranges
 
 
-def one_floor(files: int, scratch: Path) -> Measured:
+def one_floor(files: int, scratch: Path, storage: Storage) -> Measured:
     workspace = scratch / "workspace.yaml"
     workspace.write_text(
         "load_from:\n  - python_module:\n"
@@ -360,12 +393,12 @@ def one_floor(files: int, scratch: Path) -> Measured:
         f"      working_directory: {PROJECT_ROOT}\n"
     )
     location = (workspace, ingest_floor.LOCATION_NAME, ingest_floor.SENSOR_NAME, FLOOR_TABLE)
-    elapsed, _, ranges = timed_ingest(scratch, files, set(), location)
+    elapsed, _, ranges = timed_ingest(scratch, files, set(), location, storage=storage)
     assert not (scratch / "data.duckdb").exists(), "the floor touched DuckDB"
     return elapsed, ranges
 
 
-def one_bare_load(files: int, scratch: Path) -> Measured:
+def one_bare_load(files: int, scratch: Path, storage: Storage) -> Measured:
     source = scratch / "source"
     write_files(source, files, set())
     paths = sorted(source.iterdir())
@@ -375,6 +408,88 @@ def one_bare_load(files: int, scratch: Path) -> Measured:
         elapsed = time.perf_counter() - started
     assert len(report.loaded) == files and not report.failed, (len(report.loaded), report.failed)
     return elapsed, None
+
+
+@contextlib.contextmanager
+def storages(names: list[str]) -> Iterator[list[Storage]]:
+    """The instance configurations to measure on; PostgreSQL's server runs for as long as the block."""
+    if "postgres" not in names:
+        yield [SQLITE]
+        return
+    with tempfile.TemporaryDirectory(prefix="ingest-postgres-") as folder:
+        Path(folder).chmod(0o755)  # the server runs as the `postgres` user under root
+        with running(Path(folder) / "cluster", free_port()) as server:
+            postgres = Storage("postgres", PROJECT_ROOT / "deploy" / "dagster.yaml", server)
+            yield [storage for storage in (SQLITE, postgres) if storage.name in names]
+
+
+def measure_rounds(args: argparse.Namespace, chosen: list[Storage]) -> dict[tuple[str, str], list[float]]:
+    """Seconds of each measurement on each storage, round after round; the bare load once a round."""
+    measure = {
+        "bare": lambda scratch, storage: one_bare_load(args.files, scratch, storage),
+        "floor": lambda scratch, storage: one_floor(args.files, scratch, storage),
+        "clean": lambda scratch, storage: one_clean(args.files, scratch, storage),
+        "bad": lambda scratch, storage: one_bad(args.files, args.bad, scratch, storage),
+    }
+    plan = [
+        (storage, name)
+        for storage in chosen
+        for name in MEASUREMENTS
+        if name in args.only and (name != "bare" or storage is chosen[0])
+    ]
+    results: dict[tuple[str, str], list[float]] = {(storage.name, name): [] for storage, name in plan}
+    batching: list[tuple[str, str]] | None = None
+    for run in range(args.runs):
+        for storage, name in plan:
+            with tempfile.TemporaryDirectory(prefix=f"ingest-{name}-") as scratch:
+                seconds, ranges = measure[name](Path(scratch), storage)
+            results[(storage.name, name)].append(seconds)
+            if ranges is not None:  # every ingest, the floor's too, must batch the files the same way
+                batching = batching or ranges
+                assert ranges == batching, f"{name} on {storage.name} ran {ranges}, another ingest {batching}"
+        done = "; ".join(
+            f"{storage} {name} {seconds[-1]:.2f} s" for (storage, name), seconds in results.items()
+        )
+        print(f"run {run + 1}: {done}", flush=True)
+    if batching is not None:
+        spans = ", ".join(f"{first}..{last}" for first, last in batching)
+        print(f"every ingest ran the same {len(batching)} run(s): {spans}")
+    return results
+
+
+def report(args: argparse.Namespace, results: dict[tuple[str, str], list[float]]) -> None:
+    good = args.files - args.bad
+    labels = {
+        "bare": f"{args.files} files, bare in-process load",
+        "floor": f"{args.files} partitions, no-op assets (floor)",
+        "clean": f"{args.files} files, sensor under dagster dev",
+        "bad": f"{good} good + {args.bad} bad files, to {good} in",
+    }
+    for (storage, name), seconds in results.items():
+        print(summary(f"{storage}: {labels[name]}", seconds))
+    for storage in dict.fromkeys(storage for storage, _ in results):
+        got = {name: seconds for (where, name), seconds in results.items() if where == storage}
+        if "clean" in got and "floor" in got:
+            print(ratio_line(f"{storage}: clean ingest / Dagster floor", got["clean"], got["floor"], 1.15))
+        if "clean" in got and "bad" in got:
+            ratio = statistics.median(got["bad"]) / statistics.median(got["clean"])
+            print(f"{storage}: bad-file ingest / clean ingest: median ratio {ratio:.2f}x (reported)")
+        if "clean" in got:
+            slowest = max(got["clean"])
+            verdict = "meets" if slowest <= 60 else "MISSES"
+            print(
+                f"{storage}: slowest clean ingest {slowest:.1f} s"
+                f" (target at most 60 s for 1,000 files) -> {verdict}"
+            )
+    for name in ("clean", "floor"):
+        if ("postgres", name) in results and ("sqlite", name) in results:
+            pg, lite = results[("postgres", name)], results[("sqlite", name)]
+            print(ratio_line(f"{name}: postgres / sqlite", pg, lite, 1.0))
+    if ("sqlite", "bare") in results and ("sqlite", "clean") in results:
+        ratio = statistics.median(results[("sqlite", "clean")]) / statistics.median(
+            results[("sqlite", "bare")]
+        )
+        print(f"clean ingest / bare load: median ratio {ratio:.0f}x")
 
 
 def main() -> None:
@@ -389,54 +504,18 @@ def main() -> None:
         default=list(MEASUREMENTS),
         help="measure only these (default: all, each round in this order: bare, floor, clean, bad)",
     )
+    parser.add_argument(
+        "--storage",
+        nargs="+",
+        choices=["sqlite", "postgres"],
+        default=["sqlite"],
+        help="the Dagster instances to measure on, each in every round (default: sqlite)",
+    )
     args = parser.parse_args()
     assert 0 < args.bad < args.files, "--bad must be at least 1 and fewer than --files"
-    measure = {
-        "bare": lambda scratch: one_bare_load(args.files, scratch),
-        "floor": lambda scratch: one_floor(args.files, scratch),
-        "clean": lambda scratch: one_clean(args.files, scratch),
-        "bad": lambda scratch: one_bad(args.files, args.bad, scratch),
-    }
-    results: dict[str, list[float]] = {name: [] for name in MEASUREMENTS if name in args.only}
-    batching: list[tuple[str, str]] | None = None
-    for run in range(args.runs):
-        for name in results:
-            with tempfile.TemporaryDirectory(prefix=f"ingest-{name}-") as scratch:
-                seconds, ranges = measure[name](Path(scratch))
-            results[name].append(seconds)
-            if ranges is not None:  # every ingest, the floor's too, must batch the files the same way
-                batching = batching or ranges
-                assert ranges == batching, f"{name} ran {ranges}, another ingest {batching}"
-        done = "; ".join(f"{name} {seconds[-1]:.2f} s" for name, seconds in results.items())
-        print(f"run {run + 1}: {done}", flush=True)
-    if batching is not None:
-        spans = ", ".join(f"{first}..{last}" for first, last in batching)
-        print(f"every ingest ran the same {len(batching)} run(s): {spans}")
-
-    good = args.files - args.bad
-    labels = {
-        "bare": f"{args.files} files, bare in-process load",
-        "floor": f"{args.files} partitions, no-op assets (floor)",
-        "clean": f"{args.files} files, sensor under dagster dev",
-        "bad": f"{good} good + {args.bad} bad files, to {good} in",
-    }
-    for name, seconds in results.items():
-        print(summary(labels[name], seconds))
-    if "clean" in results and "floor" in results:
-        print(ratio_line("clean ingest / Dagster floor", results["clean"], results["floor"], 1.15))
-    if "clean" in results and "bare" in results:
-        ratio = statistics.median(results["clean"]) / statistics.median(results["bare"])
-        print(f"clean ingest / bare load: median ratio {ratio:.0f}x")
-    if "bad" in results and "clean" in results:
-        ratio = statistics.median(results["bad"]) / statistics.median(results["clean"])
-        print(f"bad-file ingest / clean ingest: median ratio {ratio:.2f}x (reported)")
-    if "bad" in results:
-        print(f"bad-file ingest: the {args.bad} bad partitions ended failed, the {good} good materialized")
-    if "clean" in results:
-        slowest = max(results["clean"])
-        verdict = "meets" if slowest <= 60 else "MISSES"
-        limit = "target at most 60 s for 1,000 files"
-        print(f"slowest clean ingest {slowest:.1f} s ({limit}) -> {verdict} the target")
+    with storages(args.storage) as chosen:
+        results = measure_rounds(args, chosen)
+    report(args, results)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,6 @@ def wait_for_quiet_ticks(dagster_home: Path, since: float, count: int = 2) -> li
     return ticks
 
 
-@pytest.mark.parametrize("storage", ["sqlite", "postgres"], indirect=True)
 def test_sensor_under_dagster_dev_runs_each_file_version_once_across_restarts(
     dagster_dev, dagster_home: Path, source_dir: Path, duckdb_path: Path
 ) -> None:
