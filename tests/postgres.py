@@ -6,6 +6,7 @@ apt-get first when it is missing; each test gets a database of its own on it. A 
 `postgres_server_fixture` and `postgres_fixture` to have the fixtures `postgres_server` and `postgres`.
 """
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -27,20 +28,29 @@ def production_instance_config() -> dict:
     return yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
 
 
+def installed() -> bool:
+    return bool(list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")))
+
+
 def install_postgres() -> None:
-    """Debian's `postgresql`, installed with apt-get when its server programs are not there."""
-    if list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
+    """Debian's `postgresql`, installed with apt-get when its server programs are not there: by one test
+    process at a time, as every worker of the suite may need it at once."""
+    if installed():
         return
     if os.geteuid() != 0:
         pytest.fail("PostgreSQL is missing: install Debian's package with `sudo apt-get install postgresql`")
-    apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt, timeout=600)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
-        check=True,
-        env=apt,
-        timeout=900,
-    )
+    with open("/tmp/dagster-and-etl-apt.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if installed():
+            return
+        apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt, timeout=600)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
+            check=True,
+            env=apt,
+            timeout=900,
+        )
 
 
 @pytest.fixture(name="postgres_server", scope="session")
@@ -60,7 +70,8 @@ def postgres_server_fixture() -> Iterator[LocalPostgres]:
 
 @pytest.fixture(name="postgres")
 def postgres_fixture(postgres_server: LocalPostgres, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A database of this test's own, and the DAGSTER_POSTGRES_* settings that reach it, set."""
+    """A database of this test's own, and the production instance's environment on it, set: the
+    DAGSTER_POSTGRES_* settings and DAGSTER_EVENT_BATCH_SIZE."""
     database = f"test_{uuid.uuid4().hex[:12]}"
     postgres_server.create_database(database)
     settings = postgres_server.environment(database)
