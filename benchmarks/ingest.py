@@ -369,13 +369,13 @@ PROJECT = (PROJECT_ROOT / "workspace.yaml", PROJECT_LOCATION, "dynamic_sensor", 
 Measured = tuple[float, list[tuple[str, str]] | None]
 
 
-def one_clean(files: int, scratch: Path, storage: Storage) -> Measured:
+def one_clean(files: int, scratch: Path, storage: Storage = SQLITE) -> Measured:
     elapsed, good_keys, ranges = timed_ingest(scratch, files, set(), PROJECT, storage=storage)
     check_duckdb(scratch / "data.duckdb", good_keys)
     return elapsed, ranges
 
 
-def one_bad(files: int, bad: int, scratch: Path, storage: Storage) -> Measured:
+def one_bad(files: int, bad: int, scratch: Path, storage: Storage = SQLITE) -> Measured:
     bad_files = spread(files, bad)
     elapsed, good_keys, ranges = timed_ingest(
         scratch, files, bad_files, PROJECT, check_bad_partitions, storage
@@ -384,7 +384,7 @@ def one_bad(files: int, bad: int, scratch: Path, storage: Storage) -> Measured:
     return elapsed, ranges
 
 
-def one_floor(files: int, scratch: Path, storage: Storage) -> Measured:
+def one_floor(files: int, scratch: Path, storage: Storage = SQLITE) -> Measured:
     workspace = scratch / "workspace.yaml"
     workspace.write_text(
         "load_from:\n  - python_module:\n"
@@ -398,7 +398,7 @@ def one_floor(files: int, scratch: Path, storage: Storage) -> Measured:
     return elapsed, ranges
 
 
-def one_bare_load(files: int, scratch: Path, storage: Storage) -> Measured:
+def one_bare_load(files: int, scratch: Path, storage: Storage = SQLITE) -> Measured:
     source = scratch / "source"
     write_files(source, files, set())
     paths = sorted(source.iterdir())
