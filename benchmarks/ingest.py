@@ -51,7 +51,7 @@ from dagster_and_etl.ingest.duckdb_tables import RawTable
 from dagster_and_etl.local_postgres import LocalPostgres, running
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.tags import RANGE_END_TAG, RANGE_START_TAG
-from tests.dagster_dev_process import BIN, PROJECT_ROOT, free_port, wait_for
+from tests.dagster_dev_process import BIN, PROJECT_ROOT, free_port, stop_group, wait_for
 
 PROJECT_LOCATION = "dagster_and_etl"
 PROJECT_TABLE = dg.AssetKey("duckdb_dynamic_partition_table")
@@ -130,13 +130,7 @@ def wait_gone(home: Path, timeout: float = 15) -> dict[int, int]:
 def stop(process: subprocess.Popen, home: Path) -> None:
     """Stops `dagster dev` and everything it started: its process group, then any other process group
     holding a process with its DAGSTER_HOME."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=30)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    stop_group(process)
     own_group = os.getpgid(0)
     strays = {pgid for pgid in wait_gone(home).values() if pgid != own_group}
     for pgid in strays:

@@ -4,9 +4,7 @@ Playwright cannot download a browser of its own here, so the first test that nee
 package when it is missing. Screenshots go to `test-artifacts/browser/`, kept after the run.
 """
 
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.dagster_dev_process import PROJECT_ROOT
+from tests.debian import ensure_package
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "browser"
 PAGE_TIMEOUT_MS = 60_000
@@ -32,19 +31,7 @@ CHROMIUM_FLAGS = [
 
 def chromium_executable() -> str:
     """Debian's Chromium, installed with apt-get first if it is not there yet."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        pytest.fail("Chromium is missing: install Debian's package with `sudo apt-get install chromium`")
-    apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt, timeout=600)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
-        check=True,
-        env=apt,
-        timeout=900,
-    )
+    ensure_package("chromium", lambda: shutil.which("chromium") is not None)
     found = shutil.which("chromium")
     assert found, "apt-get installed chromium but it is not on PATH"
     return found

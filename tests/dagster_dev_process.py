@@ -30,6 +30,19 @@ BIN = Path(sys.executable).parent
 SENSOR_INTERVALS = {"SENSOR_INTERVAL_SECONDS": "1", "ALERT_INTERVAL_SECONDS": "1"}
 
 
+def stop_group(process: subprocess.Popen) -> None:
+    """Stops a process started in a session of its own, and everything in its process group: SIGTERM,
+    up to 30 s to end, then SIGKILL for whatever is left of the group."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def make(*args: str) -> list[str]:
     """A command of the project's Makefile, run on `.venv/` as it is installed: a Makefile newer than the
     install does not make a test install the packages again."""
@@ -149,21 +162,12 @@ def dagster_dev_fixture(dagster_home: Path, tmp_path: Path) -> Iterator[Callable
         wait_for(loaded, 120, "the code location to load in dagster dev")
         return port
 
-    def stop(process: subprocess.Popen) -> None:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group
-        process.wait()
-
-    start.stop_last = lambda: stop(processes[-1])  # type: ignore[attr-defined]
+    start.stop_last = lambda: stop_group(processes[-1])  # type: ignore[attr-defined]
     try:
         yield start
     finally:
         for process in processes:
-            stop(process)
+            stop_group(process)
 
 
 def dagster_cli(dagster_home: Path, *args: str) -> str:

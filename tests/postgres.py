@@ -6,10 +6,7 @@ apt-get first when it is missing; each test gets a database of its own on it. A 
 `postgres_server_fixture` and `postgres_fixture` to have the fixtures `postgres_server` and `postgres`.
 """
 
-import fcntl
-import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,6 +18,7 @@ import yaml
 from dagster_and_etl import local_postgres
 from dagster_and_etl.local_postgres import LocalPostgres
 from tests.dagster_dev_process import PROJECT_ROOT, free_port
+from tests.debian import ensure_package
 
 
 def production_instance_config() -> dict:
@@ -28,29 +26,9 @@ def production_instance_config() -> dict:
     return yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
 
 
-def installed() -> bool:
-    return bool(list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")))
-
-
 def install_postgres() -> None:
-    """Debian's `postgresql`, installed with apt-get when its server programs are not there: by one test
-    process at a time, as every worker of the suite may need it at once."""
-    if installed():
-        return
-    if os.geteuid() != 0:
-        pytest.fail("PostgreSQL is missing: install Debian's package with `sudo apt-get install postgresql`")
-    with open("/tmp/dagster-and-etl-apt.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if installed():
-            return
-        apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt, timeout=600)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
-            check=True,
-            env=apt,
-            timeout=900,
-        )
+    """Debian's `postgresql`, installed with apt-get when its server programs are not there."""
+    ensure_package("postgresql", lambda: bool(list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))))
 
 
 @pytest.fixture(name="postgres_server", scope="session")

@@ -2,9 +2,7 @@
 the webserver, as three processes on one Dagster instance in PostgreSQL (deploy/dagster.yaml and
 deploy/workspace.yaml), load a file the sensor finds."""
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
@@ -21,6 +19,7 @@ from tests.dagster_dev_process import (
     free_port,
     location_loaded,
     start_sensor,
+    stop_group,
     wait_for,
 )
 from tests.support import rows_per_partition, write_source_file
@@ -43,13 +42,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
 
     yield started
     for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        stop_group(process)
 
 
 def serving(port: int) -> bool:

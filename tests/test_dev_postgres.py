@@ -3,6 +3,7 @@ across a stop by Ctrl-C and a start, and the server stopped with it."""
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -110,7 +111,7 @@ def dev_postgres(tmp_path: Path) -> Iterator[DevPostgres]:
         dev.stop()
         if dev.server_running:
             LocalPostgres(dev.cluster, dev.pg_port, "").stop()
-        subprocess.run(["rm", "-rf", str(folder)], check=False)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_make_dev_postgres_keeps_the_sensors_state_across_ctrl_c_and_a_new_start(

@@ -11,6 +11,7 @@ import dagster as dg
 import psycopg2
 import pytest
 
+from dagster_and_etl.local_postgres import LocalPostgres
 from dagster_and_etl.sample_data import sample_csv
 from tests.landing import FolderLanding
 from tests.postgres import production_instance_config
@@ -33,15 +34,9 @@ def landing(source_dir: Path) -> FolderLanding:
     return FolderLanding(source_dir)
 
 
-def rows(postgres: dict[str, str], query: str, *params: object) -> list[tuple]:
+def rows(database: dict[str, object], query: str, *params: object) -> list[tuple]:
     """What the instance's own PostgreSQL database answers, read with a connection of the test's."""
-    conn = psycopg2.connect(
-        host=postgres["DAGSTER_POSTGRES_HOST"],
-        port=postgres["DAGSTER_POSTGRES_PORT"],
-        user=postgres["DAGSTER_POSTGRES_USER"],
-        password=postgres["DAGSTER_POSTGRES_PASSWORD"],
-        dbname=postgres["DAGSTER_POSTGRES_DB"],
-    )
+    conn = psycopg2.connect(**database)
     try:
         with conn.cursor() as cursor:
             cursor.execute(query, params)
@@ -54,6 +49,7 @@ def test_the_production_instance_keeps_runs_events_and_sensor_state_in_postgres(
     instance: dg.DagsterInstance,
     defs: dg.Definitions,
     postgres: dict[str, str],
+    postgres_server: LocalPostgres,
     source_dir: Path,
     duckdb_path: Path,
 ) -> None:
@@ -64,8 +60,9 @@ def test_the_production_instance_keeps_runs_events_and_sensor_state_in_postgres(
 
     assert result.success
     assert rows_per_partition(duckdb_path, "raw_partition_data") == {DAY: 10}
-    assert rows(postgres, "SELECT status FROM runs WHERE run_id = %s", result.run_id) == [("SUCCESS",)]
-    ((events,),) = rows(postgres, "SELECT count(*) FROM event_logs WHERE run_id = %s", result.run_id)
+    database = postgres_server.connection(postgres["DAGSTER_POSTGRES_DB"])
+    assert rows(database, "SELECT status FROM runs WHERE run_id = %s", result.run_id) == [("SUCCESS",)]
+    ((events,),) = rows(database, "SELECT count(*) FROM event_logs WHERE run_id = %s", result.run_id)
     assert events > 10
     materialized = instance.get_materialized_partitions(dg.AssetKey("duckdb_partition_table"))
     assert materialized == {DAY}
