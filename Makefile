@@ -30,14 +30,16 @@ dev: install
 
 # The same UI on a Dagster instance in PostgreSQL, configured as in production (deploy/dagster.yaml): a
 # server of Debian's postgresql package on 127.0.0.1:$(PG_PORT), its cluster and password kept in .postgres/,
-# the Dagster home in .dagster_home_postgres/. Ctrl-C stops dg dev, then the server; the state is kept.
+# PgBouncer in front of it on 127.0.0.1:$(PG_POOLER_PORT) (deploy/pgbouncer.ini), the Dagster home in
+# .dagster_home_postgres/. Ctrl-C stops dg dev, then PgBouncer and the server; the state is kept.
 # See src/dagster_and_etl/local_postgres.py.
 PG_PORT ?= 5433
+PG_POOLER_PORT ?= 6433
 PG_CLUSTER ?= .postgres
 PG_DAGSTER_HOME ?= .dagster_home_postgres
 dev-postgres: install
 	DAGSTER_UI_URL="$${DAGSTER_UI_URL:-http://127.0.0.1:$(PORT)}" $(BIN)/python -m dagster_and_etl.local_postgres \
-		dev --port $(PG_PORT) --cluster $(PG_CLUSTER) --dagster-home $(PG_DAGSTER_HOME) -- --port $(PORT)
+		dev --port $(PG_PORT) --pooler-port $(PG_POOLER_PORT) --cluster $(PG_CLUSTER) --dagster-home $(PG_DAGSTER_HOME) -- --port $(PORT)
 
 # One day of the scheduled pipeline, now: `make load-day DAY=2018-01-22`. The run is recorded in the same
 # Dagster home as `make dev`'s, so its UI shows it (`dg launch` alone, without DAGSTER_HOME, would run on a

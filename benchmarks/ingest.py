@@ -17,12 +17,15 @@ any process left with the measurement's DAGSTER_HOME (another group) is killed t
 With `--storage sqlite postgres`, every round measures each of them on both Dagster instances: the
 project's `.dagster_home/dagster.yaml` (SQLite), and the production `deploy/dagster.yaml` on a PostgreSQL
 server of this machine (Debian's package, started once for the benchmark in the system's temporary
-folder, beside the SQLite homes; a fresh database per measurement).
-Run: `.venv/bin/python -m benchmarks.ingest [--files 1000] [--bad 10] [--runs 3] [--storage sqlite postgres]`
+folder, beside the SQLite homes; a fresh database per measurement), reached through PgBouncer
+(`deploy/pgbouncer.ini`) as in production, or with `postgres-direct` without it.
+Run: `.venv/bin/python -m benchmarks.ingest [--files 1000] [--bad 10] [--runs 3]
+[--storage sqlite postgres postgres-direct]`
 """
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -407,14 +410,16 @@ def one_bare_load(files: int, scratch: Path, storage: Storage = SQLITE) -> Measu
 @contextlib.contextmanager
 def storages(names: list[str]) -> Iterator[list[Storage]]:
     """The instance configurations to measure on; PostgreSQL's server runs for as long as the block."""
-    if "postgres" not in names:
+    if not any(name.startswith("postgres") for name in names):
         yield [SQLITE]
         return
     with tempfile.TemporaryDirectory(prefix="ingest-postgres-") as folder:
         Path(folder).chmod(0o755)  # the server runs as the `postgres` user under root
-        with running(Path(folder) / "cluster", free_port()) as server:
-            postgres = Storage("postgres", PROJECT_ROOT / "deploy" / "dagster.yaml", server)
-            yield [storage for storage in (SQLITE, postgres) if storage.name in names]
+        with running(Path(folder) / "cluster", free_port(), free_port()) as server:
+            config = PROJECT_ROOT / "deploy" / "dagster.yaml"
+            postgres = Storage("postgres", config, server)
+            direct = Storage("postgres-direct", config, dataclasses.replace(server, pooler_port=None))
+            yield [storage for storage in (SQLITE, postgres, direct) if storage.name in names]
 
 
 def measure_rounds(args: argparse.Namespace, chosen: list[Storage]) -> dict[tuple[str, str], list[float]]:
@@ -476,9 +481,10 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], list[float]]
                 f" (target at most 60 s for 1,000 files) -> {verdict}"
             )
     for name in ("clean", "floor"):
-        if ("postgres", name) in results and ("sqlite", name) in results:
-            pg, lite = results[("postgres", name)], results[("sqlite", name)]
-            print(ratio_line(f"{name}: postgres / sqlite", pg, lite, 1.0))
+        for postgres in ("postgres", "postgres-direct"):
+            if (postgres, name) in results and ("sqlite", name) in results:
+                pg, lite = results[(postgres, name)], results[("sqlite", name)]
+                print(ratio_line(f"{name}: {postgres} / sqlite", pg, lite, 1.0))
     if ("sqlite", "bare") in results and ("sqlite", "clean") in results:
         ratio = statistics.median(results[("sqlite", "clean")]) / statistics.median(
             results[("sqlite", "bare")]
@@ -501,7 +507,7 @@ def main() -> None:
     parser.add_argument(
         "--storage",
         nargs="+",
-        choices=["sqlite", "postgres"],
+        choices=["sqlite", "postgres", "postgres-direct"],
         default=["sqlite"],
         help="the Dagster instances to measure on, each in every round (default: sqlite)",
     )

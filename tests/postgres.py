@@ -1,8 +1,9 @@
 """A real PostgreSQL server for the tests of the production instance (`deploy/dagster.yaml`).
 
-Each test process starts one server of Debian's `postgresql` package on 127.0.0.1 and a free port, through
-the same `dagster_and_etl.local_postgres` that `make dev-postgres` uses, installing the package with
-apt-get first when it is missing; each test gets a database of its own on it. A test module imports
+Each test process starts one server of Debian's `postgresql` package on 127.0.0.1 and a free port, with
+Debian's PgBouncer in front of it as in production (`deploy/pgbouncer.ini`), through the same
+`dagster_and_etl.local_postgres` that `make dev-postgres` uses, installing the packages with apt-get first
+when they are missing; each test gets a database of its own on it. A test module imports
 `postgres_server_fixture` and `postgres_fixture` to have the fixtures `postgres_server` and `postgres`.
 """
 
@@ -27,8 +28,9 @@ def production_instance_config() -> dict:
 
 
 def install_postgres() -> None:
-    """Debian's `postgresql`, installed with apt-get when its server programs are not there."""
+    """Debian's `postgresql` and `pgbouncer`, installed with apt-get when their programs are not there."""
     ensure_package("postgresql", lambda: bool(list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))))
+    ensure_package("pgbouncer", lambda: local_postgres.find_pooler() is not None)
 
 
 @pytest.fixture(name="postgres_server", scope="session")
@@ -40,7 +42,7 @@ def postgres_server_fixture() -> Iterator[LocalPostgres]:
     )
     base.chmod(0o755)
     try:
-        with local_postgres.running(base / "cluster", free_port()) as server:
+        with local_postgres.running(base / "cluster", free_port(), free_port()) as server:
             yield server
     finally:
         shutil.rmtree(base, ignore_errors=True)

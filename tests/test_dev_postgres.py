@@ -34,7 +34,7 @@ class DevPostgres:
 
     def __init__(self, folder: Path, log: Path) -> None:
         self.cluster, self.home, self.log = folder / "cluster", folder / "home", log
-        self.pg_port, self.ui_port = free_port(), free_port()
+        self.pg_port, self.pooler_port, self.ui_port = free_port(), free_port(), free_port()
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -42,6 +42,7 @@ class DevPostgres:
             "dev-postgres",
             f"PORT={self.ui_port}",
             f"PG_PORT={self.pg_port}",
+            f"PG_POOLER_PORT={self.pooler_port}",
             f"PG_CLUSTER={self.cluster}",
             f"PG_DAGSTER_HOME={self.home}",
         )
@@ -80,7 +81,7 @@ class DevPostgres:
         """The DAGSTER_POSTGRES_* settings that reach `dg dev`'s instance, with the password the cluster
         keeps (made on its first start)."""
         password = (self.cluster / "password").read_text().strip()
-        return LocalPostgres(self.cluster, self.pg_port, password).environment(DATABASE)
+        return LocalPostgres(self.cluster, self.pg_port, password, self.pooler_port).environment(DATABASE)
 
     def successful_runs(self) -> list[dg.DagsterRun]:
         with dg.DagsterInstance.from_config(str(self.home)) as instance:

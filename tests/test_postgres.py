@@ -35,9 +35,11 @@ def landing(source_dir: Path) -> FolderLanding:
 
 
 def rows(database: dict[str, object], query: str, *params: object) -> list[tuple]:
-    """What the instance's own PostgreSQL database answers, read with a connection of the test's."""
+    """What the instance's own PostgreSQL database (or PgBouncer's console) answers, read with a connection
+    of the test's."""
     conn = psycopg2.connect(**database)
     try:
+        conn.autocommit = True  # PgBouncer's console takes no transactions
         with conn.cursor() as cursor:
             cursor.execute(query, params)
             return cursor.fetchall()
@@ -85,3 +87,22 @@ def test_the_instance_names_the_psycopg2_driver(
     bare["storage"]["postgres"]["postgres_db"]["scheme"] = "postgresql"
     with pytest.raises(ModuleNotFoundError, match="psycopg"), dg.instance_for_test(overrides=bare):
         pass
+
+
+def test_the_instance_reaches_postgres_through_pgbouncer_which_keeps_the_connections_open(
+    instance: dg.DagsterInstance, postgres: dict[str, str], postgres_server: LocalPostgres
+) -> None:
+    """dagster-postgres opens and closes a connection for every query; PgBouncer (deploy/pgbouncer.ini) takes
+    them and keeps its own to PostgreSQL open, so that the server and the password check are not paid for
+    each one."""
+    database = postgres["DAGSTER_POSTGRES_DB"]
+    assert postgres["DAGSTER_POSTGRES_PORT"] == str(postgres_server.pooler_port)
+    for _ in range(20):
+        instance.get_runs()
+
+    console = {**postgres_server.connection("pgbouncer"), "port": postgres_server.pooler_port}
+    stats = {row[0]: row for row in rows(console, "SHOW STATS")}
+    assert stats[database][1] >= 20  # total_xact_count: the instance's queries went through PgBouncer
+    server = postgres_server.connection("postgres")
+    kept = rows(server, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", database)
+    assert kept[0][0] >= 1  # Dagster has closed its connections; PgBouncer keeps the server's open
