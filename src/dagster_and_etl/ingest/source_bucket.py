@@ -77,16 +77,16 @@ def _file_of(entry: ListedFile) -> SourceFile:
     return SourceFile(name, partition_key, size, modified_ns, modified_ns, version_token(str(etag), size))
 
 
-def _error_code(error: Exception) -> str | None:
+def error_code(error: Exception) -> str | None:
     response = getattr(error, "response", None)
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
-def _cause(error: Exception) -> str:
-    """What went wrong talking to the storage, in words, with the storage's own error code."""
+def aws_cause(error: Exception) -> str:
+    """What went wrong talking to the storage (or the queue), in words, with the service's error code."""
     from botocore.exceptions import ClientError, NoCredentialsError
 
-    code = _error_code(error)
+    code = error_code(error)
     if code in ("NoSuchBucket",):
         return "the bucket does not exist (NoSuchBucket)"
     # A HEAD's answer has no body, so a refusal there is the bare status "403".
@@ -106,7 +106,7 @@ def _parallel_requests(s3: Any) -> int:
     return max(1, min(PARALLEL_REQUESTS, pool or PARALLEL_REQUESTS))
 
 
-def _is_storage_error(error: Exception) -> bool:
+def is_aws_error(error: Exception) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
 
     return isinstance(error, BotoCoreError | ClientError)
@@ -137,7 +137,7 @@ class BucketSource:
         return f"s3://{self.bucket}/{self.object_key(partition_key)}"
 
     def _unavailable(self, doing: str, error: Exception) -> SourceUnavailable:
-        return SourceUnavailable(f"Cannot {doing} {self}: {_cause(error)}.")
+        return SourceUnavailable(f"Cannot {doing} {self}: {aws_cause(error)}.")
 
     def list(self) -> SourceListing:
         """One paginated listing of the prefix (1,000 keys a page), taking only its direct children."""
@@ -153,7 +153,7 @@ class BucketSource:
                 now_ns = now_ns or _storage_now_ns(page)
                 found.extend(self._objects(page))
         except Exception as error:
-            if _is_storage_error(error):
+            if is_aws_error(error):
                 raise self._unavailable("list", error) from error
             raise
         return SourceListing.of(found, now_ns, TIMESTAMP_SLACK_NS, _file_of)
@@ -174,9 +174,9 @@ class BucketSource:
         try:
             found = s3.head_object(Bucket=self.bucket, Key=self.object_key(partition_key))
         except Exception as error:
-            if _error_code(error) in ("404", "NoSuchKey", "NotFound"):
+            if error_code(error) in ("404", "NoSuchKey", "NotFound"):
                 return MISSING
-            if _is_storage_error(error):
+            if is_aws_error(error):
                 raise self._unavailable("read", error) from error
             raise
         modified_ns = _ns(found["LastModified"])
@@ -197,9 +197,9 @@ class BucketSource:
         try:
             s3.head_bucket(Bucket=self.bucket)
         except Exception as error:
-            if not _is_storage_error(error):
+            if not is_aws_error(error):
                 raise
-            code = _error_code(error)
+            code = error_code(error)
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise SourceUnavailable(
                     f"Cannot read {self}: the bucket does not exist (NoSuchBucket)."
@@ -227,12 +227,12 @@ class BucketSource:
                 for chunk in got["Body"].iter_chunks(CHUNK_BYTES):
                     spool.write(chunk)
         except Exception as error:
-            code = _error_code(error)
+            code = error_code(error)
             if code in ("NoSuchKey", "404", "NotFound"):
                 return LocalCopy(location, None)
             if code in ("AccessDenied", "InvalidObjectState"):
-                return LocalCopy(location, None, problem=f"it cannot be read: {_cause(error)}")
-            if _is_storage_error(error):
+                return LocalCopy(location, None, problem=f"it cannot be read: {aws_cause(error)}")
+            if is_aws_error(error):
                 raise self._unavailable("read", error) from error
             raise
         size = got["ContentLength"]

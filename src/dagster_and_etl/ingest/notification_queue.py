@@ -1,0 +1,88 @@
+"""The SQS queue that receives a bucket's event notifications (`SOURCE_QUEUE_URL`), read by the sensor.
+
+A message received is hidden from other readers for a while (its visibility timeout) and comes back unless
+it is deleted: the sensor deletes a message only once what it announced is held durably, so a tick that
+fails, or a daemon that stops between receiving and deleting, loses nothing. SQS hands out at most 10
+messages a call and may hand one out twice; the sensor is built for both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dagster_and_etl.ingest.s3_events import Notification, parse_message
+from dagster_and_etl.ingest.source import SourceUnavailable
+from dagster_and_etl.ingest.source_bucket import aws_cause, error_code, is_aws_error
+
+MAX_PER_CALL = 10  # SQS's own limit, for receiving and for deleting
+QUEUE_MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    message_id: str
+    receipt_handle: str  # what deletes this receipt of the message
+    sent_ms: int  # when the message entered the queue, by SQS's clock
+    notification: Notification
+
+
+@dataclass(frozen=True)
+class NotificationQueue:
+    url: str
+    client: Callable[[], Any]  # makes a boto3 SQS client
+
+    def __str__(self) -> str:
+        return self.url
+
+    def _unavailable(self, doing: str, error: Exception) -> SourceUnavailable:
+        missing = error_code(error) in QUEUE_MISSING
+        cause = "the queue does not exist" if missing else aws_cause(error)
+        return SourceUnavailable(f"Cannot {doing} the queue {self.url}: {cause}.")
+
+    def receive(self, most: int, hidden_seconds: int, deadline: float) -> list[QueuedMessage]:
+        """Up to `most` messages, each hidden from other readers for `hidden_seconds`, oldest first;
+        fewer once the queue answers with none or `deadline` (`time.monotonic()`) has passed."""
+        sqs = self.client()
+        received: list[QueuedMessage] = []
+        while len(received) < most and time.monotonic() < deadline:
+            try:
+                answer = sqs.receive_message(
+                    QueueUrl=self.url,
+                    MaxNumberOfMessages=min(MAX_PER_CALL, most - len(received)),
+                    VisibilityTimeout=hidden_seconds,
+                    WaitTimeSeconds=0 if received else 1,  # a long poll finds a message SQS holds elsewhere
+                    MessageSystemAttributeNames=["SentTimestamp"],
+                )
+            except Exception as error:
+                if is_aws_error(error):
+                    raise self._unavailable("read", error) from error
+                raise
+            messages = answer.get("Messages", [])
+            if not messages:
+                break
+            received.extend(_message(message) for message in messages)
+        return sorted(received, key=lambda message: (message.sent_ms, message.message_id))
+
+    def delete(self, receipt_handles: list[str]) -> None:
+        """Deletes the messages received with these handles. A handle SQS no longer takes (its message
+        came back and was received again meanwhile) is left: that receipt will be deleted instead."""
+        sqs = self.client()
+        for start in range(0, len(receipt_handles), MAX_PER_CALL):
+            chunk = receipt_handles[start : start + MAX_PER_CALL]
+            entries = [{"Id": str(index), "ReceiptHandle": handle} for index, handle in enumerate(chunk)]
+            try:
+                sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+            except Exception as error:
+                if is_aws_error(error):
+                    raise self._unavailable("delete messages from", error) from error
+                raise
+
+
+def _message(message: dict[str, Any]) -> QueuedMessage:
+    sent = message.get("Attributes", {}).get("SentTimestamp", "0")
+    return QueuedMessage(
+        message["MessageId"], message["ReceiptHandle"], int(sent), parse_message(message.get("Body", ""))
+    )
