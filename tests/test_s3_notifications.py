@@ -7,12 +7,14 @@ import uuid
 
 import boto3
 import pytest
+from botocore.config import Config
 
 from dagster_and_etl.ingest.notification_queue import NotificationQueue
 from dagster_and_etl.ingest.s3_events import ObjectEvent, parse_message, source_key
 from dagster_and_etl.ingest.source import SourceUnavailable
-from tests.dagster_dev_process import wait_for
+from tests.dagster_dev_process import free_port, wait_for
 from tests.landing import BucketLanding, S3Server, _client_credentials
+from tests.test_s3_source import iam_authentication
 
 PREFIX = "landing/"
 
@@ -161,3 +163,28 @@ def test_a_missing_queue_fails_with_one_line_naming_it_and_the_cause(s3_server: 
         queue.receive(10, 30, time.monotonic() + 60)
 
     assert str(raised.value) == f"Cannot read the queue {url}: the queue does not exist."
+
+
+def test_an_unreachable_endpoint_fails_with_one_line_naming_the_queue(s3_server: S3Server) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    sqs = boto3.client(
+        "sqs", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}), **_client_credentials()
+    )
+    url = f"{endpoint}/123456789012/landing-events"
+
+    with pytest.raises(SourceUnavailable) as raised:
+        NotificationQueue(url, lambda: sqs).receive(10, 30, time.monotonic() + 60)
+
+    message = str(raised.value)
+    assert message.startswith(f"Cannot read the queue {url}: the queue cannot be reached: ")
+    assert "\n" not in message
+
+
+def test_refused_credentials_fail_with_one_line_naming_the_queue(
+    notified: NotifiedBucket, s3_server: S3Server
+) -> None:
+    with iam_authentication(s3_server), pytest.raises(SourceUnavailable) as raised:
+        notified.queue.receive(10, 30, time.monotonic() + 60)
+
+    refused = f"Cannot read the queue {notified.queue_url}: access was refused; check the credentials and"
+    assert str(raised.value).startswith(refused)  # the code that follows is the server's own

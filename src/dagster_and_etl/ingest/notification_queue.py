@@ -39,7 +39,7 @@ class NotificationQueue:
 
     def _unavailable(self, doing: str, error: Exception) -> SourceUnavailable:
         missing = error_code(error) in QUEUE_MISSING
-        cause = "the queue does not exist" if missing else aws_cause(error)
+        cause = "the queue does not exist" if missing else aws_cause(error, "queue")
         return SourceUnavailable(f"Cannot {doing} the queue {self.url}: {cause}.")
 
     def receive(self, most: int, hidden_seconds: int, deadline: float) -> list[QueuedMessage]:

@@ -43,6 +43,16 @@ REWRITE_LOOKBACK_NS = 3600 * 1_000_000_000
 # beyond that, each extra request opens a connection of its own and throws it away after.
 PARALLEL_REQUESTS = 16
 CHUNK_BYTES = 1 << 20
+# The error codes of a refusal of the credentials, by S3 and by SQS; a HEAD's answer has no body, so a
+# refusal there is the bare status "403".
+REFUSED = (
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "403",
+)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -82,22 +92,21 @@ def error_code(error: Exception) -> str | None:
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
-def aws_cause(error: Exception) -> str:
-    """What went wrong talking to the storage (or the queue), in words, with the service's error code."""
+def aws_cause(error: Exception, service: str = "storage") -> str:
+    """What went wrong talking to the storage (or another `service`), in words, with its error code."""
     from botocore.exceptions import ClientError, NoCredentialsError
 
     code = error_code(error)
     if code in ("NoSuchBucket",):
         return "the bucket does not exist (NoSuchBucket)"
-    # A HEAD's answer has no body, so a refusal there is the bare status "403".
-    if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "403"):
+    if code in REFUSED:
         return f"access was refused; check the credentials and their permissions ({code})"
     if isinstance(error, NoCredentialsError):
         return "no AWS credentials were found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile)"
     if isinstance(error, ClientError):
         message = error.response.get("Error", {}).get("Message", "")
-        return f"the storage answered {code}: {message}".rstrip(": ")
-    return f"the storage cannot be reached: {error}"
+        return f"the {service} answered {code}: {message}".rstrip(": ")
+    return f"the {service} cannot be reached: {error}"
 
 
 def _parallel_requests(s3: Any) -> int:
