@@ -41,8 +41,8 @@ def start(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
         return process
 
     yield started
-    # In reverse: the webserver and the daemon, which call the code server, before it. Stopped first, the
-    # code server waited out stop_group's 30 s under the full suite, the daemon calling it every second.
+    # In reverse: the webserver and the daemon, which call the code server, before it. (Stopped first, the
+    # code server took stop_group's whole 30 s grace in the full suite, though not alone.)
     for process in reversed(processes):
         stop_group(process)
 
