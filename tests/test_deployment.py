@@ -41,8 +41,8 @@ def start(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
         return process
 
     yield started
-    # In reverse: the webserver and the daemon, which call the code server, before it. (Stopped first, the
-    # code server took stop_group's whole 30 s grace in the full suite, though not alone.)
+    # In reverse: the webserver and the daemon, which call the code server, before it. (In the other order,
+    # the teardown took stop_group's whole 30 s grace in the full suite, though not when run alone.)
     for process in reversed(processes):
         stop_group(process)
 
