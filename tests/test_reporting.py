@@ -8,8 +8,9 @@ import pytest
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
 from dagster_and_etl.ingest.load_errors import FileChangedError
 from dagster_and_etl.ingest.load_report import LoadReport, LoadResult, PinnedVersion
+from dagster_and_etl.ingest.run_batches import RunBatch
 from dagster_and_etl.ingest.sensor_cursor import SensorCursor
-from dagster_and_etl.ingest.sensor_plan import RunBatch, TickPlan
+from dagster_and_etl.ingest.sensor_plan import TickPlan
 from dagster_and_etl.ingest.source import SourceFile
 from dagster_and_etl.ingest.source_file_scan import SourceFileError
 from dagster_and_etl.ingest.table_summary import Column, Preview, TableFacts

@@ -34,6 +34,9 @@ class SensorCursor:
     # found holding the last load Dagster recorded, and, once it was found not to, why, until a reset.
     database: str | None = None
     database_problem: str | None = None
+    # Notification mode: the receipts of the messages this tick dealt with, which the next tick deletes
+    # from the queue, once Dagster has stored what this tick asked for (ingest/notification_plan.py).
+    acks: tuple[str, ...] = ()
 
     @property
     def is_fresh(self) -> bool:
@@ -51,6 +54,8 @@ class SensorCursor:
             stored["database"] = self.database
         if self.database_problem:
             stored["database_problem"] = self.database_problem
+        if self.acks:
+            stored["acks"] = list(self.acks)
         return json.dumps(stored, separators=(",", ":"))
 
     @classmethod
@@ -62,6 +67,7 @@ class SensorCursor:
             requested, clock_ns = stored.get("requested", {}), stored.get("clock_ns", 0)
             floor_ns = stored.get("floor_ns", 0)
             database, problem = stored.get("database"), stored.get("database_problem")
+            acks = stored.get("acks", [])
         except (ValueError, TypeError, AttributeError):
             return cls()
         if (
@@ -74,9 +80,11 @@ class SensorCursor:
             or not all(isinstance(v, str) for v in requested.values())
             or not isinstance(database, str | None)
             or not isinstance(problem, str | None)
+            or not isinstance(acks, list)
+            or not all(isinstance(ack, str) for ack in acks)
         ):
             return cls()
-        return cls(horizon_ns, digest, requested, clock_ns, floor_ns, database, problem)
+        return cls(horizon_ns, digest, requested, clock_ns, floor_ns, database, problem, tuple(acks))
 
 
 def version_mark(version: str) -> str:

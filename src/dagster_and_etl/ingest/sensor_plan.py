@@ -23,39 +23,12 @@ files makes few, full batches. A run's key names the versions
 of every file in its range, so the same versions batched the same way always give the same run key.
 """
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from dagster_and_etl.ingest.run_batches import RunBatch, batches_in_key_order, new_files
 from dagster_and_etl.ingest.sensor_cursor import SensorCursor, known_after, remembering, version_mark
 from dagster_and_etl.ingest.source import SourceFile, SourceListing, UnsafeName, settle_horizon
-
-
-@dataclass(frozen=True)
-class RunBatch:
-    """One run: a range of registered partition keys whose files are all due, present and settled."""
-
-    files: list[SourceFile]  # in key order
-
-    @property
-    def first_key(self) -> str:
-        return self.files[0].partition_key
-
-    @property
-    def last_key(self) -> str:
-        return self.files[-1].partition_key
-
-    @property
-    def partition_keys(self) -> list[str]:
-        return [source_file.partition_key for source_file in self.files]
-
-    @property
-    def run_key(self) -> str:
-        """`<first key>..<last key>@<digest of every file's name and version>`, or `<key>@<digest>`."""
-        versions = "\n".join(f"{f.name}@{f.version}" for f in self.files)
-        digest = hashlib.sha256(versions.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-        span = self.first_key if len(self.files) == 1 else f"{self.first_key}..{self.last_key}"
-        return f"{span}@{digest}"
 
 
 @dataclass(frozen=True)
@@ -93,19 +66,6 @@ class TickPlan:
                 f" ({names}{more})"
             )
         return "; ".join(parts) + "."
-
-
-def _batches(due: list[tuple[int, SourceFile]], max_batch: int) -> list[RunBatch]:
-    """Groups due files, by key position, into runs of at most `max_batch` consecutive keys."""
-    batches: list[RunBatch] = []
-    previous = -2
-    for position, source_file in sorted(due, key=lambda item: item[0]):
-        if batches and len(batches[-1].files) < max_batch and position == previous + 1:
-            batches[-1].files.append(source_file)
-        else:
-            batches.append(RunBatch([source_file]))
-        previous = position
-    return batches
 
 
 @dataclass(frozen=True)
@@ -233,10 +193,8 @@ def _requested(
 ) -> TickPlan:
     """The due files in runs (registered keys in their order, then new ones oldest first), as many as
     the runs-per-tick limit lets through, and the cursor that remembers them."""
-    new = sorted((f for f in due if f.partition_key not in position), key=lambda f: (f.mtime_ns, f.name))
-    placed = [(position[f.partition_key], f) for f in due if f.partition_key in position]
-    placed += [(len(position) + index, f) for index, f in enumerate(new)]
-    batches = _batches(placed, tick.rules.max_batch)
+    new = new_files(due, position)
+    batches = batches_in_key_order(due, position, tick.rules.max_batch)
     max_runs = tick.rules.max_runs
     kept = batches if max_runs is None else batches[:max_runs]
     waiting = [source_file for batch in batches[len(kept) :] for source_file in batch.files]

@@ -5,7 +5,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from dagster_and_etl.ingest.sensor_plan import RunBatch, TickPlan
+from dagster_and_etl.ingest.run_batches import RunBatch
+from dagster_and_etl.ingest.sensor_plan import TickPlan
 from dagster_and_etl.tags import RANGE_END_TAG, RANGE_START_TAG, RUN_KEY_TAG, SENSOR_NAME_TAG
 
 

@@ -1,0 +1,127 @@
+"""What one tick in notification mode does with the messages it received (`SOURCE_QUEUE_URL`).
+
+A message only says which objects to look at: events arrive late, twice and out of order, so each
+object's current version is read from the bucket, and judged as a listing tick judges a file
+(sensor_plan.py): due once settled, unless that version is loaded or already requested; due files are
+batched the same way, new keys after the registered ones, oldest first.
+
+A message is acknowledged when every object it names is dealt with: requested at its current version,
+loaded at it already, gone (a removal changes nothing loaded), or not one of the source's. The sensor
+deletes acknowledged messages at its next tick, once Dagster has stored this tick's result and cursor:
+deleted any sooner, a daemon stopped in between would lose them. A message naming an object still
+settling, or left waiting by the runs-per-tick limit, is not acknowledged and comes back when its
+visibility timeout ends. A message that is not an S3 notification is acknowledged and reported, so it
+never blocks the queue.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from dagster_and_etl.ingest.notification_queue import QueuedMessage
+from dagster_and_etl.ingest.partition_keys import file_name_for_key
+from dagster_and_etl.ingest.run_batches import batches_in_key_order
+from dagster_and_etl.ingest.s3_events import source_key
+from dagster_and_etl.ingest.sensor_cursor import MAX_REMEMBERED, SensorCursor, version_mark
+from dagster_and_etl.ingest.sensor_plan import TickPlan, TickRules
+from dagster_and_etl.ingest.source import FileInfo, NoFile, SourceFile, settle_horizon
+
+
+@dataclass(frozen=True)
+class NotifiedTick:
+    plan: TickPlan  # the runs to request and the keys to register, as a listing tick's
+    acks: list[str]  # receipt handles of the messages dealt with, to delete at the next tick
+    poison: list[QueuedMessage]  # messages that are not S3 notifications (acknowledged too)
+
+
+@dataclass(frozen=True)
+class BucketView:
+    """What the planner needs of the bucket: where the source is, and each key's object as it is now."""
+
+    bucket: str
+    prefix: str
+    slack_ns: int
+    info: Callable[[list[str]], dict[str, FileInfo | NoFile]]
+
+
+def announced_keys(messages: list[QueuedMessage], view: BucketView) -> dict[str, list[str]]:
+    """The source's partition keys each message names, by receipt handle, in the order announced."""
+    return {
+        message.receipt_handle: list(
+            dict.fromkeys(
+                key
+                for event in message.notification.events
+                if (key := source_key(event, view.bucket, view.prefix)) is not None
+            )
+        )
+        for message in messages
+        if message.notification.problem is None
+    }
+
+
+def current_files(infos: Mapping[str, FileInfo | NoFile]) -> tuple[list[SourceFile], int]:
+    """The objects present now, as source files, and the bucket's clock when it was asked."""
+    files = [
+        SourceFile(file_name_for_key(key), key, info.size, info.mtime_ns, info.changed_ns, info.version)
+        for key, info in infos.items()
+        if isinstance(info, FileInfo)
+    ]
+    now_ns = max((info.now_ns for info in infos.values() if isinstance(info, FileInfo)), default=0)
+    return files, now_ns
+
+
+def plan_notified(
+    messages: list[QueuedMessage],
+    view: BucketView,
+    cursor: SensorCursor,
+    rules: TickRules,
+    registered_keys: Callable[[], Sequence[str]],
+    loaded_versions: Callable[[list[str]], Mapping[str, str]],
+) -> NotifiedTick:
+    """The runs, registrations, acknowledgements and cursor of a tick that received `messages`."""
+    keys_of = announced_keys(messages, view)
+    keys = list(dict.fromkeys(key for keys in keys_of.values() for key in keys))
+    files, now_ns = current_files(view.info(keys) if keys else {})
+    horizon_ns = settle_horizon(now_ns, rules.settle_ns, view.slack_ns)
+    settled = [f for f in files if f.changed_ns <= horizon_ns]
+    loaded = loaded_versions([f.partition_key for f in settled]) if settled else {}
+    due = [
+        f
+        for f in settled
+        if loaded.get(f.partition_key) != f.version
+        and cursor.requested.get(f.partition_key) != version_mark(f.version)
+    ]
+    position = {key: index for index, key in enumerate(registered_keys())} if due else {}
+    batches = batches_in_key_order(due, position, rules.max_batch)
+    kept = batches if rules.max_runs is None else batches[: rules.max_runs]
+    requested = [f for batch in kept for f in batch.files]
+    open_keys = {f.partition_key for f in files if f.changed_ns > horizon_ns}
+    open_keys |= {f.partition_key for batch in batches[len(kept) :] for f in batch.files}
+    acks = [
+        message.receipt_handle
+        for message in messages
+        if not open_keys.intersection(keys_of.get(message.receipt_handle, ()))
+    ]
+    marks = _marks(cursor, requested, loaded)
+    plan = TickPlan(
+        batches=kept,
+        new_partition_keys=[f.partition_key for f in requested if f.partition_key not in position],
+        settling=[f for f in files if f.changed_ns > horizon_ns],
+        unsafe_names=[],
+        waiting=[f for batch in batches[len(kept) :] for f in batch.files],
+        cursor=replace(cursor, requested=marks, acks=tuple(acks)),
+    )
+    return NotifiedTick(plan, acks, [m for m in messages if m.notification.problem is not None])
+
+
+def _marks(cursor: SensorCursor, requested: list[SourceFile], loaded: Mapping[str, str]) -> dict[str, str]:
+    """The versions requested and not known loaded, newest last, at most `MAX_REMEMBERED` of them: a
+    duplicate event for one of them requests nothing while its run is queued or under way."""
+    marks = {
+        key: mark
+        for key, mark in cursor.requested.items()
+        if key not in loaded or version_mark(loaded[key]) != mark
+    }
+    for source_file in requested:
+        marks.pop(source_file.partition_key, None)
+        marks[source_file.partition_key] = version_mark(source_file.version)
+    return dict(list(marks.items())[-MAX_REMEMBERED:])

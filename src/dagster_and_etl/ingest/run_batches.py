@@ -1,0 +1,64 @@
+"""Due files grouped into runs: each run a range of consecutive partition keys, in the order they were
+registered (Dagster runs a contiguous range of dynamic partitions, not an arbitrary set), new keys after the
+registered ones, oldest file first. A run's key names the versions of every file in its range, so the same
+versions batched the same way always give the same run key."""
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dagster_and_etl.ingest.source import SourceFile
+
+
+@dataclass(frozen=True)
+class RunBatch:
+    """One run: a range of registered partition keys whose files are all due, present and settled."""
+
+    files: list[SourceFile]  # in key order
+
+    @property
+    def first_key(self) -> str:
+        return self.files[0].partition_key
+
+    @property
+    def last_key(self) -> str:
+        return self.files[-1].partition_key
+
+    @property
+    def partition_keys(self) -> list[str]:
+        return [source_file.partition_key for source_file in self.files]
+
+    @property
+    def run_key(self) -> str:
+        """`<first key>..<last key>@<digest of every file's name and version>`, or `<key>@<digest>`."""
+        versions = "\n".join(f"{f.name}@{f.version}" for f in self.files)
+        digest = hashlib.sha256(versions.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        span = self.first_key if len(self.files) == 1 else f"{self.first_key}..{self.last_key}"
+        return f"{span}@{digest}"
+
+
+def _batches(due: list[tuple[int, SourceFile]], max_batch: int) -> list[RunBatch]:
+    """Groups due files, by key position, into runs of at most `max_batch` consecutive keys."""
+    batches: list[RunBatch] = []
+    previous = -2
+    for position, source_file in sorted(due, key=lambda item: item[0]):
+        if batches and len(batches[-1].files) < max_batch and position == previous + 1:
+            batches[-1].files.append(source_file)
+        else:
+            batches.append(RunBatch([source_file]))
+        previous = position
+    return batches
+
+
+def new_files(due: list[SourceFile], position: Mapping[str, int]) -> list[SourceFile]:
+    """The due files whose keys are not registered, oldest first: the order they are registered in."""
+    return sorted((f for f in due if f.partition_key not in position), key=lambda f: (f.mtime_ns, f.name))
+
+
+def batches_in_key_order(
+    due: list[SourceFile], position: Mapping[str, int], max_batch: int
+) -> list[RunBatch]:
+    """The due files in runs: registered keys in their order (`position`), then new ones oldest first."""
+    placed = [(position[f.partition_key], f) for f in due if f.partition_key in position]
+    placed += [(len(position) + index, f) for index, f in enumerate(new_files(due, position))]
+    return _batches(placed, max_batch)
