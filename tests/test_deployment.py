@@ -41,8 +41,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
         return process
 
     yield started
-    # In reverse: the webserver and the daemon, which call the code server, before it. (In the other order,
-    # the teardown took stop_group's whole 30 s grace in the full suite, though not when run alone.)
+    # In reverse: the webserver and the daemon, which call the code server, before it.
     for process in reversed(processes):
         stop_group(process)
 
