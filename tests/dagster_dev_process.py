@@ -31,6 +31,21 @@ BIN = Path(sys.executable).parent
 SENSOR_INTERVALS = {"SENSOR_INTERVAL_SECONDS": "1", "ALERT_INTERVAL_SECONDS": "1"}
 
 
+def group_members(group: int) -> list[str]:
+    """The processes of a process group, each as its pid and the start of its command line."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The fields after the command name, which may hold spaces and parentheses.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group:  # the process group, the fifth field of the whole line
+                command = (stat.parent / "cmdline").read_bytes().split(b"\0")[:4]
+                members.append(f"{stat.parent.name} {b' '.join(command).decode(errors='replace')[:120]}")
+        except (OSError, IndexError, ValueError):
+            continue
+    return members
+
+
 def stop_group(process: subprocess.Popen) -> None:
     """Stops a process started in a session of its own, and everything in its process group: SIGTERM,
     up to 30 s to end, then SIGKILL for whatever is left of the group."""
@@ -41,8 +56,10 @@ def stop_group(process: subprocess.Popen) -> None:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             # Named in the suite's warnings summary: a process that ignores SIGTERM costs its test 30 s.
+            left = "; ".join(group_members(process.pid))
+            command = " ".join(map(str, process.args[:3]))
             warnings.warn(
-                f"{' '.join(map(str, process.args[:3]))} did not end within 30 s of SIGTERM", stacklevel=2
+                f"{command} did not end within 30 s of SIGTERM; still running: {left}", stacklevel=2
             )
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
