@@ -65,7 +65,8 @@ def test_new_objects_are_registered_and_requested_and_their_messages_acknowledge
     assert requested(tick) == ["b", "a"]  # new keys after the registered ones, oldest first
     assert tick.plan.new_partition_keys == ["b", "a"]
     assert [batch.partition_keys for batch in tick.plan.batches] == [["b", "a"]]
-    assert tick.acks == [m.receipt_handle for m in messages] and list(tick.plan.cursor.acks) == tick.acks
+    assert tick.acks == [m.receipt_handle for m in messages]
+    assert SensorCursor.parse(tick.plan.cursor.serialize()).acks == tuple(tick.acks)  # kept as stored
 
 
 def test_the_version_requested_is_the_one_in_the_bucket_whatever_order_the_events_came_in(

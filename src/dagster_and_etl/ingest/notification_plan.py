@@ -19,18 +19,22 @@ from dataclasses import dataclass, replace
 
 from dagster_and_etl.ingest.notification_queue import QueuedMessage
 from dagster_and_etl.ingest.partition_keys import file_name_for_key
-from dagster_and_etl.ingest.run_batches import batches_in_key_order
+from dagster_and_etl.ingest.run_batches import tick_runs
 from dagster_and_etl.ingest.s3_events import source_key
 from dagster_and_etl.ingest.sensor_cursor import MAX_REMEMBERED, SensorCursor, version_mark
-from dagster_and_etl.ingest.sensor_plan import TickPlan, TickRules
+from dagster_and_etl.ingest.sensor_plan import TickPlan, TickRules, not_loaded_nor_requested
 from dagster_and_etl.ingest.source import FileInfo, NoFile, SourceFile, settle_horizon
 
 
 @dataclass(frozen=True)
 class NotifiedTick:
     plan: TickPlan  # the runs to request and the keys to register, as a listing tick's
-    acks: list[str]  # receipt handles of the messages dealt with, to delete at the next tick
     poison: list[QueuedMessage]  # messages that are not S3 notifications (acknowledged too)
+
+    @property
+    def acks(self) -> list[str]:
+        """The receipts of the messages dealt with, which the cursor keeps for the next tick to delete."""
+        return list(self.plan.cursor.acks)
 
 
 @dataclass(frozen=True)
@@ -84,33 +88,25 @@ def plan_notified(
     horizon_ns = settle_horizon(now_ns, rules.settle_ns, view.slack_ns)
     settled = [f for f in files if f.changed_ns <= horizon_ns]
     loaded = loaded_versions([f.partition_key for f in settled]) if settled else {}
-    due = [
-        f
-        for f in settled
-        if loaded.get(f.partition_key) != f.version
-        and cursor.requested.get(f.partition_key) != version_mark(f.version)
-    ]
+    due = not_loaded_nor_requested(settled, loaded, cursor)
     position = {key: index for index, key in enumerate(registered_keys())} if due else {}
-    batches = batches_in_key_order(due, position, rules.max_batch)
-    kept = batches if rules.max_runs is None else batches[: rules.max_runs]
-    requested = [f for batch in kept for f in batch.files]
-    open_keys = {f.partition_key for f in files if f.changed_ns > horizon_ns}
-    open_keys |= {f.partition_key for batch in batches[len(kept) :] for f in batch.files}
+    runs = tick_runs(due, position, rules.max_batch, rules.max_runs)
+    settling = [f for f in files if f.changed_ns > horizon_ns]
+    open_keys = {f.partition_key for f in [*settling, *runs.waiting]}
     acks = [
         message.receipt_handle
         for message in messages
         if not open_keys.intersection(keys_of.get(message.receipt_handle, ()))
     ]
-    marks = _marks(cursor, requested, loaded)
     plan = TickPlan(
-        batches=kept,
-        new_partition_keys=[f.partition_key for f in requested if f.partition_key not in position],
-        settling=[f for f in files if f.changed_ns > horizon_ns],
+        batches=runs.batches,
+        new_partition_keys=runs.new_partition_keys,
+        settling=settling,
         unsafe_names=[],
-        waiting=[f for batch in batches[len(kept) :] for f in batch.files],
-        cursor=replace(cursor, requested=marks, acks=tuple(acks)),
+        waiting=runs.waiting,
+        cursor=replace(cursor, requested=_marks(cursor, runs.requested, loaded), acks=tuple(acks)),
     )
-    return NotifiedTick(plan, acks, [m for m in messages if m.notification.problem is not None])
+    return NotifiedTick(plan, [m for m in messages if m.notification.problem is not None])
 
 
 def _marks(cursor: SensorCursor, requested: list[SourceFile], loaded: Mapping[str, str]) -> dict[str, str]:

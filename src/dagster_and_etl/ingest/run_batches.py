@@ -50,15 +50,37 @@ def _batches(due: list[tuple[int, SourceFile]], max_batch: int) -> list[RunBatch
     return batches
 
 
-def new_files(due: list[SourceFile], position: Mapping[str, int]) -> list[SourceFile]:
+def _new_files(due: list[SourceFile], position: Mapping[str, int]) -> list[SourceFile]:
     """The due files whose keys are not registered, oldest first: the order they are registered in."""
     return sorted((f for f in due if f.partition_key not in position), key=lambda f: (f.mtime_ns, f.name))
 
 
-def batches_in_key_order(
-    due: list[SourceFile], position: Mapping[str, int], max_batch: int
-) -> list[RunBatch]:
-    """The due files in runs: registered keys in their order (`position`), then new ones oldest first."""
+@dataclass(frozen=True)
+class TickRuns:
+    """The runs one tick requests, and the due files the runs-per-tick limit leaves for a later tick."""
+
+    batches: list[RunBatch]  # in key order
+    waiting: list[SourceFile]
+    position: Mapping[str, int]  # the registered keys' order
+
+    @property
+    def requested(self) -> list[SourceFile]:
+        return [source_file for batch in self.batches for source_file in batch.files]
+
+    @property
+    def new_partition_keys(self) -> list[str]:
+        """The requested keys not yet registered, in the order to register them: oldest file first."""
+        return [f.partition_key for f in self.requested if f.partition_key not in self.position]
+
+
+def tick_runs(
+    due: list[SourceFile], position: Mapping[str, int], max_batch: int, max_runs: int | None
+) -> TickRuns:
+    """The due files in runs of at most `max_batch` keys, registered keys in their order (`position`),
+    then new ones oldest first; the first `max_runs` runs are requested (all of them with None)."""
     placed = [(position[f.partition_key], f) for f in due if f.partition_key in position]
-    placed += [(len(position) + index, f) for index, f in enumerate(new_files(due, position))]
-    return _batches(placed, max_batch)
+    placed += [(len(position) + index, f) for index, f in enumerate(_new_files(due, position))]
+    batches = _batches(placed, max_batch)
+    kept = batches if max_runs is None else batches[:max_runs]
+    waiting = [source_file for batch in batches[len(kept) :] for source_file in batch.files]
+    return TickRuns(kept, waiting, position)

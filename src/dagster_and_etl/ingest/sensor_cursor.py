@@ -42,6 +42,10 @@ class SensorCursor:
     def is_fresh(self) -> bool:
         return self.horizon_ns == 0
 
+    def holds_request(self, source_file: SourceFile) -> bool:
+        """Whether this version of the file is among the versions the cursor holds as requested."""
+        return self.requested.get(source_file.partition_key) == version_mark(source_file.version)
+
     def serialize(self) -> str:
         stored: dict = {"horizon_ns": self.horizon_ns, "names_digest": self.names_digest}
         if self.requested:

@@ -26,7 +26,7 @@ of every file in its range, so the same versions batched the same way always giv
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dagster_and_etl.ingest.run_batches import RunBatch, batches_in_key_order, new_files
+from dagster_and_etl.ingest.run_batches import RunBatch, tick_runs
 from dagster_and_etl.ingest.sensor_cursor import SensorCursor, known_after, remembering, version_mark
 from dagster_and_etl.ingest.source import SourceFile, SourceListing, UnsafeName, settle_horizon
 
@@ -103,8 +103,7 @@ class _Tick:
             and self.digest == cursor.names_digest
             and listing.latest_change_ns() <= cursor.horizon_ns
             and all(
-                cursor.requested.get(f.partition_key) == version_mark(f.version)
-                for f in listing.changed_after(self.known_after(cursor.horizon_ns))
+                cursor.holds_request(f) for f in listing.changed_after(self.known_after(cursor.horizon_ns))
             )
         )
 
@@ -150,22 +149,24 @@ def plan_tick(
         return _registered_only(tick, settled, settling)
     if rebuild:
         loaded = loaded_versions() if callable(loaded_versions) else loaded_versions
-        due = [
-            f
-            for f in settled
-            if loaded.get(f.partition_key) != f.version
-            and cursor.requested.get(f.partition_key) != version_mark(f.version)
-        ]
+        due = not_loaded_nor_requested(settled, loaded, cursor)
     else:
         due = [f for f in settled if f.partition_key not in position or _changed_since(tick, f)]
     return _requested(tick, due, position, settled, settling)
 
 
+def not_loaded_nor_requested(
+    files: list[SourceFile], loaded: Mapping[str, str], cursor: SensorCursor
+) -> list[SourceFile]:
+    """The files whose version is neither the one the load history holds nor one the cursor holds as
+    requested: what is due when the load history, not the horizon, is the judge."""
+    return [f for f in files if loaded.get(f.partition_key) != f.version and not cursor.holds_request(f)]
+
+
 def _changed_since(tick: _Tick, source_file: SourceFile) -> bool:
     """A registered file's version is due: stamped after what the cursor knows, and not requested."""
-    return source_file.changed_ns > tick.known_after(tick.cursor.horizon_ns) and tick.cursor.requested.get(
-        source_file.partition_key
-    ) != version_mark(source_file.version)
+    known_ns = tick.known_after(tick.cursor.horizon_ns)
+    return source_file.changed_ns > known_ns and not tick.cursor.holds_request(source_file)
 
 
 def _registered_only(tick: _Tick, settled: list[SourceFile], settling: list[SourceFile]) -> TickPlan:
@@ -193,20 +194,15 @@ def _requested(
 ) -> TickPlan:
     """The due files in runs (registered keys in their order, then new ones oldest first), as many as
     the runs-per-tick limit lets through, and the cursor that remembers them."""
-    new = new_files(due, position)
-    batches = batches_in_key_order(due, position, tick.rules.max_batch)
-    max_runs = tick.rules.max_runs
-    kept = batches if max_runs is None else batches[:max_runs]
-    waiting = [source_file for batch in batches[len(kept) :] for source_file in batch.files]
-    requested = [source_file for batch in kept for source_file in batch.files]
-    requested_new = {f.partition_key for f in requested} - position.keys()
+    runs = tick_runs(due, position, tick.rules.max_batch, tick.rules.max_runs)
+    requested, waiting = runs.requested, runs.waiting
     if tick.rebuild:
         next_cursor = _rebuilt_cursor(tick, requested, waiting, settled, settling)
     else:
         next_cursor = _advanced_cursor(tick, requested, waiting, position, settling)
     return TickPlan(
-        batches=kept,
-        new_partition_keys=[f.partition_key for f in new if f.partition_key in requested_new],
+        batches=runs.batches,
+        new_partition_keys=runs.new_partition_keys,
         settling=settling,
         unsafe_names=tick.listing.unsafe_names,
         waiting=waiting,
