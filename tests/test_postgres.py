@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import psycopg2
+import psycopg2.extras
 import pytest
 
 from dagster_and_etl.local_postgres import LocalPostgres
@@ -34,13 +35,13 @@ def landing(source_dir: Path) -> FolderLanding:
     return FolderLanding(source_dir)
 
 
-def rows(database: dict[str, object], query: str, *params: object) -> list[tuple]:
+def rows(database: dict[str, object], query: str, *params: object, factory=None) -> list:
     """What the instance's own PostgreSQL database (or PgBouncer's console) answers, read with a connection
-    of the test's."""
+    of the test's; each row a tuple, or what the cursor `factory` makes of it."""
     conn = psycopg2.connect(**database)
     try:
         conn.autocommit = True  # PgBouncer's console takes no transactions
-        with conn.cursor() as cursor:
+        with conn.cursor(cursor_factory=factory) as cursor:
             cursor.execute(query, params)
             return cursor.fetchall()
     finally:
@@ -101,8 +102,10 @@ def test_the_instance_reaches_postgres_through_pgbouncer_which_keeps_the_connect
         instance.get_runs()
 
     console = {**postgres_server.connection("pgbouncer"), "port": postgres_server.pooler_port}
-    stats = {row[0]: row for row in rows(console, "SHOW STATS")}
-    assert stats[database][1] >= 20  # total_xact_count: the instance's queries went through PgBouncer
+    stats = {
+        row["database"]: row for row in rows(console, "SHOW STATS", factory=psycopg2.extras.RealDictCursor)
+    }
+    assert stats[database]["total_xact_count"] >= 20  # the instance's queries went through PgBouncer
     server = postgres_server.connection("postgres")
-    kept = rows(server, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", database)
-    assert kept[0][0] >= 1  # Dagster has closed its connections; PgBouncer keeps the server's open
+    ((kept,),) = rows(server, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", database)
+    assert kept >= 1  # Dagster has closed its connections; PgBouncer keeps the server's open

@@ -52,6 +52,11 @@ def binaries() -> Path:
     return found[-1].parent
 
 
+def pg_program(name: str) -> str:
+    """One of PostgreSQL's server programs, such as `initdb` or `pg_ctl`."""
+    return str(binaries() / name)
+
+
 def find_pooler() -> str | None:
     """PgBouncer's program, which Debian installs in /usr/sbin, outside a user's PATH."""
     return shutil.which("pgbouncer", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
@@ -104,9 +109,9 @@ class LocalPostgres:
     def data(self) -> Path:
         return self.folder / "data"
 
-    def _run(self, program: str, *args: str) -> None:
-        command = as_server_user([str(binaries() / program) if "/" not in program else program, *args])
-        subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+    def _run(self, *command: str) -> None:
+        """A command of the server's, or of PgBouncer's, as the server's user."""
+        subprocess.run(as_server_user(list(command)), check=True, capture_output=True, text=True, timeout=120)
 
     def _own(self, *paths: Path) -> None:
         """Hands files this process wrote to the server's user, which reads them."""
@@ -122,7 +127,7 @@ class LocalPostgres:
         self._own(self.folder, password_file)
         try:
             self._run(
-                "initdb", "-D", str(self.data), "-U", USER, f"--pwfile={password_file}",
+                pg_program("initdb"), "-D", str(self.data), "-U", USER, f"--pwfile={password_file}",
                 "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync",
             )  # fmt: skip
         finally:
@@ -132,7 +137,7 @@ class LocalPostgres:
         """Starts the server and waits until it takes connections; `settings` are `-c name=value` pairs."""
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} {' '.join(settings)}"
         self._run(
-            "pg_ctl",
+            pg_program("pg_ctl"),
             "-D",
             str(self.data),
             "-l",
@@ -170,7 +175,7 @@ class LocalPostgres:
                 while is_pooler(pid):
                     time.sleep(0.05)
             pid_file.unlink(missing_ok=True)
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._run(pg_program("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def create_database(self, name: str) -> None:
         import psycopg2
