@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import json
 import os
 import signal
 import statistics
@@ -36,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,7 +52,15 @@ from dagster_and_etl.ingest.duckdb_tables import RawTable
 from dagster_and_etl.local_postgres import LocalPostgres, running
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.tags import RANGE_END_TAG, RANGE_START_TAG
-from tests.dagster_dev_process import BIN, PROJECT_ROOT, free_port, stop_group, wait_for
+from tests.dagster_dev_process import (
+    BIN,
+    PROJECT_ROOT,
+    free_port,
+    location_loaded,
+    start_sensor,
+    stop_group,
+    wait_for,
+)
 
 PROJECT_LOCATION = "dagster_and_etl"
 PROJECT_TABLE = dg.AssetKey("duckdb_dynamic_partition_table")
@@ -68,42 +74,10 @@ MEASUREMENTS = ("bare", "floor", "clean", "bad")
 # How long the runs of the bad-file ingest may take to end after the last good partition is in.
 SETTLE_TIMEOUT = 300
 
-START_SENSOR = """
-mutation($location: String!, $sensor: String!) {
-  startSensor(sensorSelector: {repositoryLocationName: $location,
-      repositoryName: "__repository__", sensorName: $sensor}) {
-    __typename
-    ... on PythonError { message }
-  }
-}
-"""
+
 # 127.0.0.1 and ::1 as /proc/net/tcp and tcp6 write them.
 LOOPBACK_V4 = "0100007F"
 LOOPBACK_V6 = "00000000000000000000000001000000"
-LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
-
-
-def graphql(port: int, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.load(response)["data"]
-
-
-def location_loaded(port: int, location: str) -> bool:
-    try:
-        entries = graphql(port, LOCATIONS, timeout=5)["workspaceOrError"]["locationEntries"]
-    except OSError:
-        return False
-    return any(e["name"] == location and e["loadStatus"] == "LOADED" for e in entries)
-
-
-def start_sensor(port: int, location: str, sensor: str) -> None:
-    answer = graphql(port, START_SENSOR, {"location": location, "sensor": sensor})["startSensor"]
-    assert answer["__typename"] == "Sensor", answer
 
 
 def processes_with_home(home: Path) -> dict[int, int]:
@@ -314,7 +288,7 @@ def timed_ingest(
     with dev as port, mock.patch.dict(os.environ, instance_settings):
         time.sleep(6)  # the files are older than the settle window
         started = time.perf_counter()
-        start_sensor(port, location_name, sensor)
+        start_sensor(port, sensor, location_name)
         # One instance for all the polls: opening one per poll would load the machine being measured.
         with dg.DagsterInstance.from_config(str(home)) as instance:
             wait_for(

@@ -71,7 +71,7 @@ def one_s3(files: int, scratch: Path, endpoint_url: str, log: Path, bucket: str)
     ) as port:
         time.sleep(6)  # the objects are older than the settle window
         started = time.perf_counter()
-        ingest.start_sensor(port, ingest.PROJECT_LOCATION, "dynamic_sensor")
+        ingest.start_sensor(port, "dynamic_sensor", ingest.PROJECT_LOCATION)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             wait_for(
                 lambda: len(ingest.materialized(instance, table)) >= len(keys),

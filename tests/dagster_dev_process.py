@@ -99,8 +99,9 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
         return json.load(response)["data"]
 
 
-def location_loaded(port: int) -> bool:
-    """Whether the webserver on the port has loaded the code location, its definitions and all."""
+def location_loaded(port: int, location: str = "dagster_and_etl") -> bool:
+    """Whether the webserver on the port has loaded the code location (the project's unless named), its
+    definitions and all."""
     query = """{ workspaceOrError { ... on Workspace { locationEntries {
         name loadStatus locationOrLoadError { __typename } } } } }"""
     try:
@@ -108,7 +109,7 @@ def location_loaded(port: int) -> bool:
     except OSError:
         return False
     return any(
-        e["name"] == "dagster_and_etl"
+        e["name"] == location
         and e["loadStatus"] == "LOADED"
         and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
         for e in entries
@@ -126,10 +127,10 @@ mutation($sensor: SensorSelector!) {
 """
 
 
-def start_sensor(port: int, name: str) -> None:
-    """Turns a sensor on as its switch in the UI does, through the running webserver: no CLI process
-    has to load the code location again."""
-    selector = {"repositoryLocationName": "dagster_and_etl", "repositoryName": "__repository__"}
+def start_sensor(port: int, name: str, location: str = "dagster_and_etl") -> None:
+    """Turns a sensor of the code location (the project's unless named) on as its switch in the UI does,
+    through the running webserver: no CLI process has to load the code location again."""
+    selector = {"repositoryLocationName": location, "repositoryName": "__repository__"}
     answer = graphql(port, START_SENSOR, {"sensor": {**selector, "sensorName": name}})["startSensor"]
     assert answer.get("sensorState", {}).get("status") == "RUNNING", answer
 
