@@ -46,6 +46,8 @@ def test_definitions_hold_exactly_the_two_jobs_each_selecting_its_pipeline(defs)
     assert set(jobs) == {"import_partition_job", "import_dynamic_partition_job"}
     assert names(jobs["import_partition_job"].asset_layer.selected_asset_keys) == DAILY_ASSETS
     assert names(jobs["import_dynamic_partition_job"].asset_layer.selected_asset_keys) == DYNAMIC_ASSETS
+    # A run's two steps run in its own process, not one process each.
+    assert {job.executor_def.name for job in jobs.values()} == {dg.in_process_executor.name}
 
 
 def test_each_job_runs_its_tables_load_checks_and_no_freshness_check(defs):

@@ -7,6 +7,11 @@ from dagster_and_etl.defs import assets, checks
 # with no one stepping in, and after that the run fails for good. A bad file fails at once, unretried.
 LATE_FILE_RETRY_POLICY = dg.RetryPolicy(max_retries=6, delay=60, backoff=dg.Backoff.EXPONENTIAL)
 
+# Both jobs run their two steps, the file then its load, one after the other in the run's own process.
+# Dagster's default executor would start a process for each step: that doubles what a run costs (see
+# BENCHMARKS.md) and gains nothing here, where the steps never run side by side and the pool
+# `duckdb_write` holds back a load in either executor.
+
 import_partition_job = dg.define_asset_job(
     name="import_partition_job",
     # The table's load checks run with its loads; its freshness check is run by freshness_checks_sensor.
@@ -14,6 +19,7 @@ import_partition_job = dg.define_asset_job(
     - dg.AssetSelection.checks(*checks.daily_freshness_checks),
     description="Loads one day's source file into raw_partition_data once it has arrived and settled.",
     op_retry_policy=LATE_FILE_RETRY_POLICY,
+    executor_def=dg.in_process_executor,
 )
 
 # A file the sensor requested is there and settled: what can still go wrong for a while is the database
@@ -30,4 +36,5 @@ import_dynamic_partition_job = dg.define_asset_job(
     - dg.AssetSelection.checks(checks.files_loaded_in_time),
     description="Loads landed source files into raw_dynamic_partition_data, each version once.",
     op_retry_policy=TRANSIENT_FAILURE_RETRY_POLICY,
+    executor_def=dg.in_process_executor,
 )
