@@ -94,13 +94,14 @@ def bad_file_text(bad_line: int, rows: int = 10) -> str:
 def test_runs_per_tick_limit_never_stalls_the_sensor(
     landing: Landing, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_limits(monkeypatch, SMALL_LIMITS)
+    set_limits(monkeypatch, DEFAULT_LIMITS)
     keys = [f"k{index:02d}" for index in range(12)]
     for seed, key in enumerate(keys):
         landing.write(f"{key}.csv", seed=seed)
     landing.wait_until_settled()
-    daemon.run_until_idle()
+    daemon.run_until_idle()  # loaded in one run, with the project's default limits
     assert sorted(rows_per_partition(duckdb_path)) == keys
+    set_limits(monkeypatch, SMALL_LIMITS)
 
     # Six files changed last key first, no two adjacent, and one new file. (Objects in a bucket are
     # stamped in whole seconds, so there the six may share one change time.)
@@ -164,31 +165,31 @@ def test_a_bad_file_holds_back_only_itself_and_loads_once_fixed(
     limits: dict[str, str | None],
 ) -> None:
     set_limits(monkeypatch, limits)
-    keys = [f"file-{index:02d}" for index in range(20)]
+    keys = [f"file-{index:02d}" for index in range(6)]  # in runs of two: file-03 with file-02
     for seed, key in enumerate(keys):  # oldest first in key order: written one after another
-        text = bad_file_text(bad_line=7) if key == "file-11" else sample_csv(seed=seed)
+        text = bad_file_text(bad_line=7) if key == "file-03" else sample_csv(seed=seed)
         landing.write(f"{key}.csv", text)
     landing.wait_until_settled()
 
     ticks = daemon.run_until_idle()
 
-    good = [key for key in keys if key != "file-11"]
+    good = [key for key in keys if key != "file-03"]
     assert sorted(launched_partition_keys(ticks)) == keys  # each once
     assert rows_per_partition(duckdb_path) == {key: 10 for key in good}
-    assert status(instance, keys) == {key: "MATERIALIZED" for key in good} | {"file-11": "FAILED"}
+    assert status(instance, keys) == {key: "MATERIALIZED" for key in good} | {"file-03": "FAILED"}
     (failed_run,) = [run for tick in ticks for run in tick.runs if not run.success]
     (failure,) = failed_run.get_step_failure_events()
     description = failure.step_failure_data.user_failure_data.description
-    assert f"{landing.location('file-11.csv')} cannot be loaded" in description
+    assert f"{landing.location('file-03.csv')} cannot be loaded" in description
     assert "line 7, column date" in description
     assert [e for e in failed_run.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY] == []
 
-    landing.write("file-11.csv", sample_csv(seed=99, rows=6))  # the file fixed
+    landing.write("file-03.csv", sample_csv(seed=99, rows=6))  # the file fixed
     landing.wait_until_settled()
     fixed = daemon.run_until_idle()
 
-    assert launched_partition_keys(fixed) == ["file-11"]
-    assert rows_per_partition(duckdb_path) == {key: 10 for key in good} | {"file-11": 6}
+    assert launched_partition_keys(fixed) == ["file-03"]
+    assert rows_per_partition(duckdb_path) == {key: 10 for key in good} | {"file-03": 6}
     assert status(instance, keys) == {key: "MATERIALIZED" for key in keys}
     assert set(loads_per_version(duckdb_path).values()) == {1}
 
