@@ -323,7 +323,7 @@ def test_a_reset_cursor_while_a_load_holds_the_database_waits_instead_of_guessin
         assert holder.stdout.readline().strip() == "HOLDING"
         busy = daemon.tick()
         assert busy.launched == [] and busy.result.dynamic_partitions_requests == []
-        assert "waiting to read the load history" in busy.skip_reason
+        assert "Waiting to read the load history" in busy.skip_reason
         assert str(duckdb_path) in busy.skip_reason
         assert daemon.cursor is None  # still no cursor: the next tick tries again
     finally:

@@ -69,15 +69,23 @@ def _flag(name: str, raw: str) -> bool:
     raise SettingError(f"{name} must be true or false, got {raw!r}")
 
 
-def _seconds(name: str, raw: str) -> float:
-    """A finite number of seconds, zero or more."""
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise SettingError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:  # NaN, inf and 1e400 are no time to wait
-        raise SettingError(f"{name} must be a finite number of seconds, zero or more, got {raw!r}")
-    return seconds
+def _time_in(unit: str) -> Callable[[str, str], float]:
+    """A parser of a finite number of `unit`, zero or more."""
+
+    def parse(name: str, raw: str) -> float:
+        try:
+            amount = float(raw)
+        except ValueError:
+            raise SettingError(f"{name} must be a number of {unit}, got {raw!r}") from None
+        if not math.isfinite(amount) or amount < 0:  # NaN, inf and 1e400 are no time to wait
+            raise SettingError(f"{name} must be a finite number of {unit}, zero or more, got {raw!r}")
+        return amount
+
+    return parse
+
+
+_seconds = _time_in("seconds")
+_minutes = _time_in("minutes")
 
 
 def _count(name: str, raw: str) -> int:
@@ -121,6 +129,20 @@ SOURCE_DIR = Setting(
     "data/source",
     "The folder source files land in, or an S3 prefix `s3://bucket/prefix/`",
     _location,
+)
+SOURCE_QUEUE_URL = Setting(
+    "SOURCE_QUEUE_URL",
+    "",
+    "An SQS queue that receives the S3 prefix's event notifications: the sensor reads it instead of"
+    " listing the prefix; unset, it lists",
+    _optional,
+)
+SOURCE_RECONCILE_MINUTES = Setting(
+    "SOURCE_RECONCILE_MINUTES",
+    "60",
+    "With `SOURCE_QUEUE_URL`, how often the sensor also lists the prefix, to find what the queue missed;"
+    " `0`: never",
+    _minutes,
 )
 DUCKDB_DATABASE = Setting(
     "DUCKDB_DATABASE", "data/staging/data.duckdb", "The DuckDB file the tables are in", _path
@@ -186,6 +208,8 @@ DAGSTER_UI_URL = Setting(
 
 SETTINGS: tuple[Setting, ...] = (
     SOURCE_DIR,
+    SOURCE_QUEUE_URL,
+    SOURCE_RECONCILE_MINUTES,
     DUCKDB_DATABASE,
     SENSOR_SETTLE_SECONDS,
     SENSOR_MAX_BATCH,

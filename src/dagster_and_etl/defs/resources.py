@@ -6,10 +6,12 @@ another folder or database needs no code change and no reload.
 """
 
 import functools
+import os
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
@@ -17,6 +19,7 @@ from dagster_duckdb import DuckDBResource
 
 from dagster_and_etl import settings
 from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy
+from dagster_and_etl.ingest.notification_queue import NotificationQueue
 from dagster_and_etl.ingest.partition_keys import key_problem
 from dagster_and_etl.ingest.sensor_plan import TickRules
 from dagster_and_etl.ingest.source import Source
@@ -36,6 +39,8 @@ class SourceFiles(dg.ConfigurableResource):
 
     source_dir: str = settings.SOURCE_DIR.field("")
     settle_seconds: float | None = settings.SENSOR_SETTLE_SECONDS.field()
+    queue_url: str = settings.SOURCE_QUEUE_URL.field("")
+    reconcile_minutes: float | None = settings.SOURCE_RECONCILE_MINUTES.field()
 
     @property
     def uri(self) -> str:
@@ -53,6 +58,24 @@ class SourceFiles(dg.ConfigurableResource):
     @property
     def settle_ns(self) -> int:
         return int(settings.SENSOR_SETTLE_SECONDS.read(self.settle_seconds) * 1e9)
+
+    @functools.cached_property
+    def queue(self) -> NotificationQueue | None:
+        """The queue of the bucket's event notifications, which the sensor reads instead of listing the
+        prefix (notification mode); None when it lists."""
+        url = settings.SOURCE_QUEUE_URL.read(self.queue_url)
+        if url is None:
+            return None
+        if not isinstance(self.source, BucketSource):
+            raise settings.SettingError(
+                f"SOURCE_QUEUE_URL is set, but SOURCE_DIR is the folder {self.uri}: event notifications"
+                " come from an S3 bucket. Unset SOURCE_QUEUE_URL, or point SOURCE_DIR at the bucket"
+            )
+        return NotificationQueue(url, functools.cache(functools.partial(_sqs_client, url)))
+
+    @property
+    def reconcile_ns(self) -> int:
+        return int(settings.SOURCE_RECONCILE_MINUTES.read(self.reconcile_minutes) * 60e9)
 
     def checked_key(self, partition_key: str) -> str:
         """The key, once it is sure to name a file in the source; fails for one that could name a path
@@ -80,6 +103,21 @@ def _s3_resource() -> "S3Resource":
             "SOURCE_DIR is an S3 prefix, and dagster-aws is not installed: install dagster-and-etl[s3]"
         ) from None
     return S3Resource()
+
+
+def _sqs_client(queue_url: str) -> Any:
+    """boto3's SQS client, configured as the bucket's S3 client is (AWS_ENDPOINT_URL, the credential
+    chain): dagster-aws has a resource for S3 but none for SQS. Its region is the one an AWS queue's URL
+    names, else boto3's own (AWS_DEFAULT_REGION, the profile), else AWS_REGION. Imported here, for a
+    bucket only, as dagster-aws is."""
+    import boto3
+
+    session = boto3.session.Session()
+    named = re.match(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com/", queue_url)
+    region = named[1] if named else session.region_name or os.environ.get("AWS_REGION")
+    if not region:
+        raise settings.SettingError(f"SOURCE_QUEUE_URL {queue_url} names no region: set AWS_REGION")
+    return session.client("sqs", region_name=region)
 
 
 class SensorTuning(dg.ConfigurableResource):

@@ -14,7 +14,9 @@ Reading `dynamic_sensor` in the lesson's four steps (docs/from-the-lesson.md map
 3. **What is new.** `source.list()` lists the folder or prefix once (ingest/source_folder.py,
    ingest/source_bucket.py); `plan_tick` decides, without touching Dagster, which files are new or
    changed since the cursor, which are still being written and wait, and how they are grouped into runs
-   of up to `SENSOR_MAX_BATCH` files.
+   of up to `SENSOR_MAX_BATCH` files. With `SOURCE_QUEUE_URL` set (notification mode), a tick reads the
+   bucket's event notifications from that queue instead of listing the prefix, and lists it only on
+   its first tick and every `SOURCE_RECONCILE_MINUTES` (ingest/source_tick.py).
 4. **Run the job for them.** The `SensorResult` carries one `RunRequest` per batch (a partition key, or a
    range of keys), a run key made from the files' versions so the same version is never loaded twice,
    the request that registers the new partition keys, and the new cursor; or, with nothing to do, a skip
@@ -25,6 +27,7 @@ stores the cursor. `dagster_and_etl.testing.SensorDaemon` does the same in a tes
 """
 
 import dataclasses
+import time
 import warnings
 
 import dagster as dg
@@ -47,8 +50,8 @@ from dagster_and_etl.defs.resources import (
 from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy, RawTable
 from dagster_and_etl.ingest.lost_loads import database_check
 from dagster_and_etl.ingest.sensor_cursor import SensorCursor
-from dagster_and_etl.ingest.sensor_plan import plan_tick
 from dagster_and_etl.ingest.source import SourceUnavailable
+from dagster_and_etl.ingest.source_tick import WatchedSource, plan_source_tick
 from dagster_and_etl.reporting.file_sensor import run_key_to_retry, tick_notes, tick_result
 from dagster_and_etl.settings import ALERT_INTERVAL_SECONDS, SENSOR_INTERVAL_SECONDS
 
@@ -71,25 +74,31 @@ def dynamic_sensor(
     sensor_tuning: SensorTuning,
 ) -> dg.SensorResult:
     source = source_files.source
-    try:
-        listing = source.list()
-    except SourceUnavailable as unavailable:
-        # The tick fails with the cause, shown on the sensor's page; the next tick tries again.
-        raise dg.Failure(str(unavailable)) from None
     cursor = SensorCursor.parse(context.cursor)
+    watched = WatchedSource(source, source_files.queue, source_files.reconcile_ns)
     try:
-        plan = plan_tick(
-            listing,
+        tick = plan_source_tick(
+            watched,
             cursor,
             sensor_tuning.rules(source_files),
             registered_keys=lambda: context.instance.get_dynamic_partitions(dynamic_partitions_def.name),
-            loaded_versions=lambda: database.loaded_versions(RawTable.DYNAMIC),
+            loaded_versions=lambda keys: database.loaded_versions(RawTable.DYNAMIC, keys),
+            now_ns=time.time_ns(),
         )
+    except SourceUnavailable as unavailable:
+        # The tick fails with the cause, shown on the sensor's page; the next tick tries again.
+        raise dg.Failure(str(unavailable)) from None
     except DatabaseBusy as busy:
-        # Without a cursor, what is loaded is read from the load history; guessing could load twice.
+        # What is loaded is read from the load history, not guessed: guessing could load twice.
         return dg.SensorResult(
-            skip_reason=f"No cursor: waiting to read the load history. {busy} Trying again next tick.",
+            skip_reason=f"Waiting to read the load history. {busy} Trying again next tick.",
             cursor=context.cursor,
+        )
+    plan = tick.plan
+    for message in tick.poison:
+        context.log.warning(
+            f"Message {message.message_id} in {watched.queue} is not an S3 event notification"
+            f" ({message.notification.problem}): it is deleted."
         )
     for level, note in tick_notes(plan, str(source)):
         getattr(context.log, level)(note)

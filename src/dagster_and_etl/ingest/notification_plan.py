@@ -5,13 +5,17 @@ object's current version is read from the bucket, and judged as a listing tick j
 (sensor_plan.py): due once settled, unless that version is loaded or already requested; due files are
 batched the same way, new keys after the registered ones, oldest first.
 
-A message is acknowledged when every object it names is dealt with: requested at its current version,
-loaded at it already, gone (a removal changes nothing loaded), or not one of the source's. The sensor
-deletes acknowledged messages at its next tick, once Dagster has stored this tick's result and cursor:
-deleted any sooner, a daemon stopped in between would lose them. A message naming an object still
-settling, or left waiting by the runs-per-tick limit, is not acknowledged and comes back when its
-visibility timeout ends. A message that is not an S3 notification is acknowledged and reported, so it
-never blocks the queue.
+Each message then goes one of three ways:
+- deleted at once, when nothing it names is left to do: every object it names is loaded at its current
+  version, held as requested by the cursor this tick began with (stored by Dagster, so durable), gone (a
+  removal changes nothing loaded), or not one of the source's; and a message that is not an S3
+  notification at all, which is reported and never blocks the queue;
+- made visible again at once, when it names an object still settling or left waiting by the runs-per-tick
+  limit: the next tick looks again;
+- left hidden, when it names a version this tick requests: Dagster stores the request with this tick's
+  result, after the tick. When the message comes back, at the end of its visibility timeout, the cursor
+  holds that version as requested (or the load history as loaded) and it is deleted; if the result was
+  never stored, the version is requested again. No receipt is kept anywhere: the queue holds the state.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -29,12 +33,9 @@ from dagster_and_etl.ingest.source import FileInfo, NoFile, SourceFile, settle_h
 @dataclass(frozen=True)
 class NotifiedTick:
     plan: TickPlan  # the runs to request and the keys to register, as a listing tick's
-    poison: list[QueuedMessage]  # messages that are not S3 notifications (acknowledged too)
-
-    @property
-    def acks(self) -> list[str]:
-        """The receipts of the messages dealt with, which the cursor keeps for the next tick to delete."""
-        return list(self.plan.cursor.acks)
+    delete: list[str]  # receipts of the messages with nothing left to do, poison included
+    release: list[str]  # receipts of the messages naming an object still settling or left waiting
+    poison: list[QueuedMessage]  # messages that are not S3 notifications (deleted too)
 
 
 @dataclass(frozen=True)
@@ -93,23 +94,29 @@ def plan_notified(
     runs = tick_runs(due, position, rules.max_batch, rules.max_runs)
     settling = [f for f in files if f.changed_ns > horizon_ns]
     open_keys = {f.partition_key for f in [*settling, *runs.waiting]}
-    acks = [
-        message.receipt_handle
-        for message in messages
-        if not open_keys.intersection(keys_of.get(message.receipt_handle, ()))
-    ]
+    requested_now = {f.partition_key for f in runs.requested}
+    delete, release = [], []
+    for message in messages:
+        named = set(keys_of.get(message.receipt_handle, ()))
+        if named & open_keys:
+            release.append(message.receipt_handle)
+        elif not named & requested_now:
+            delete.append(message.receipt_handle)
     plan = TickPlan(
         batches=runs.batches,
         new_partition_keys=runs.new_partition_keys,
         settling=settling,
         unsafe_names=[],
         waiting=runs.waiting,
-        cursor=replace(cursor, requested=_marks(cursor, runs.requested, loaded), acks=tuple(acks)),
+        cursor=replace(cursor, requested=requested_marks(cursor, runs.requested, loaded)),
     )
-    return NotifiedTick(plan, [m for m in messages if m.notification.problem is not None])
+    poison = [m for m in messages if m.notification.problem is not None]
+    return NotifiedTick(plan, delete, release, poison)
 
 
-def _marks(cursor: SensorCursor, requested: list[SourceFile], loaded: Mapping[str, str]) -> dict[str, str]:
+def requested_marks(
+    cursor: SensorCursor, requested: list[SourceFile], loaded: Mapping[str, str]
+) -> dict[str, str]:
     """The versions requested and not known loaded, newest last, at most `MAX_REMEMBERED` of them: a
     duplicate event for one of them requests nothing while its run is queued or under way."""
     marks = {

@@ -46,7 +46,7 @@ class NotificationQueue:
         """Up to `most` messages, each hidden from other readers for `hidden_seconds`, oldest first;
         fewer once the queue answers with none or `deadline` (`time.monotonic()`) has passed."""
         sqs = self.client()
-        received: list[QueuedMessage] = []
+        received: dict[str, QueuedMessage] = {}
         while len(received) < most and time.monotonic() < deadline:
             try:
                 answer = sqs.receive_message(
@@ -60,24 +60,45 @@ class NotificationQueue:
                 if is_aws_error(error):
                     raise self._unavailable("read", error) from error
                 raise
-            messages = answer.get("Messages", [])
-            if not messages:
+            messages = [_message(message) for message in answer.get("Messages", [])]
+            # A message received earlier in this loop is back (its visibility timeout was shorter than
+            # the loop): the queue has gone round. Its newest receipt is the one that deletes it.
+            went_round = any(message.message_id in received for message in messages)
+            received.update((message.message_id, message) for message in messages)
+            if not messages or went_round:
                 break
-            received.extend(_message(message) for message in messages)
-        return sorted(received, key=lambda message: (message.sent_ms, message.message_id))
+        return sorted(received.values(), key=lambda message: (message.sent_ms, message.message_id))
 
     def delete(self, receipt_handles: list[str]) -> None:
         """Deletes the messages received with these handles. A handle SQS no longer takes (its message
         came back and was received again meanwhile) is left: that receipt will be deleted instead."""
+        self._batches("delete messages from", "delete_message_batch", receipt_handles, {})
+
+    def release(self, receipt_handles: list[str]) -> None:
+        """Makes the messages received with these handles visible again at once, for the next tick."""
+        self._batches(
+            "release messages to",
+            "change_message_visibility_batch",
+            receipt_handles,
+            {"VisibilityTimeout": 0},
+        )
+
+    def _batches(self, doing: str, call: str, receipt_handles: list[str], extra: dict[str, Any]) -> None:
+        """One of SQS's batch calls over the handles, at most 10 a call. Entries it refuses (a handle no
+        longer valid) are left: what they name comes back, and is judged again."""
+        if not receipt_handles:
+            return
         sqs = self.client()
         for start in range(0, len(receipt_handles), MAX_PER_CALL):
             chunk = receipt_handles[start : start + MAX_PER_CALL]
-            entries = [{"Id": str(index), "ReceiptHandle": handle} for index, handle in enumerate(chunk)]
+            entries = [
+                {"Id": str(index), "ReceiptHandle": handle, **extra} for index, handle in enumerate(chunk)
+            ]
             try:
-                sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+                getattr(sqs, call)(QueueUrl=self.url, Entries=entries)
             except Exception as error:
                 if is_aws_error(error):
-                    raise self._unavailable("delete messages from", error) from error
+                    raise self._unavailable(doing, error) from error
                 raise
 
 

@@ -34,9 +34,9 @@ class SensorCursor:
     # found holding the last load Dagster recorded, and, once it was found not to, why, until a reset.
     database: str | None = None
     database_problem: str | None = None
-    # Notification mode: the receipts of the messages this tick dealt with, which the next tick deletes
-    # from the queue, once Dagster has stored what this tick asked for (ingest/notification_plan.py).
-    acks: tuple[str, ...] = ()
+    # Notification mode: when the sensor last listed the whole prefix, by the host's clock; the next
+    # listing, which finds what the queue missed, is due `SOURCE_RECONCILE_MINUTES` later.
+    listed_ns: int = 0
 
     @property
     def is_fresh(self) -> bool:
@@ -58,8 +58,8 @@ class SensorCursor:
             stored["database"] = self.database
         if self.database_problem:
             stored["database_problem"] = self.database_problem
-        if self.acks:
-            stored["acks"] = list(self.acks)
+        if self.listed_ns:
+            stored["listed_ns"] = self.listed_ns
         return json.dumps(stored, separators=(",", ":"))
 
     @classmethod
@@ -71,24 +71,23 @@ class SensorCursor:
             requested, clock_ns = stored.get("requested", {}), stored.get("clock_ns", 0)
             floor_ns = stored.get("floor_ns", 0)
             database, problem = stored.get("database"), stored.get("database_problem")
-            acks = stored.get("acks", [])
+            listed_ns = stored.get("listed_ns", 0)
         except (ValueError, TypeError, AttributeError):
             return cls()
         if (
             not isinstance(horizon_ns, int)
             or not isinstance(clock_ns, int)
             or not isinstance(floor_ns, int)
+            or not isinstance(listed_ns, int)
             or horizon_ns < 0
             or not isinstance(digest, str | None)
             or not isinstance(requested, dict)
             or not all(isinstance(v, str) for v in requested.values())
             or not isinstance(database, str | None)
             or not isinstance(problem, str | None)
-            or not isinstance(acks, list)
-            or not all(isinstance(ack, str) for ack in acks)
         ):
             return cls()
-        return cls(horizon_ns, digest, requested, clock_ns, floor_ns, database, problem, tuple(acks))
+        return cls(horizon_ns, digest, requested, clock_ns, floor_ns, database, problem, listed_ns)
 
 
 def version_mark(version: str) -> str:
