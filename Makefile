@@ -50,12 +50,15 @@ load-day: install
 	$(BIN)/dg launch --job import_partition_job --partition "$(DAY)"
 
 # The same UI, with SOURCE_DIR=s3://landing/incoming/ on moto's S3 server, in memory, on
-# 127.0.0.1:$(S3_PORT), which starts holding the sample files and stops with dagster dev. Its tables go to data/staging/s3.duckdb
+# 127.0.0.1:$(S3_PORT), which starts holding the sample files and stops with dagster dev. The bucket
+# notifies the queue landing-events on the same server, which the sensor reads (S3_MODE=listing: it lists
+# the prefix instead). Its tables go to data/staging/s3.duckdb
 # and its Dagster state to .dagster_home_s3/. See src/dagster_and_etl/local_s3.py.
 S3_PORT ?= 5055
+S3_MODE ?= notifications
 dev-s3: install
 	DAGSTER_UI_URL="$${DAGSTER_UI_URL:-http://127.0.0.1:$(PORT)}" \
-		$(BIN)/python -m dagster_and_etl.local_s3 dev --port $(S3_PORT) -- -p $(PORT)
+		$(BIN)/python -m dagster_and_etl.local_s3 dev --port $(S3_PORT) --mode $(S3_MODE) -- -p $(PORT)
 
 # Four test processes on two cores: most tests spend much of their time waiting (on dg dev, a settle
 # window, a subprocess), so two more workers keep the cores busy. The slow tests are handed out first, one

@@ -1,14 +1,20 @@
 """The project with SOURCE_DIR in a bucket, as `make dev-s3` runs it: moto's S3 server on loopback, the
-AWS settings of `dagster_and_etl.local_s3`, and a real `dagster dev` whose sensor loads what is uploaded."""
+AWS settings of `dagster_and_etl.local_s3`, its queue of the bucket's notifications, and a real `dagster dev`
+whose sensor loads what is uploaded."""
 
+import time
 import uuid
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
+from dagster._core.scheduler.instigation import InstigatorType
 
 from dagster_and_etl import local_s3
-from dagster_and_etl.ingest.source_bucket import BucketSource
+from dagster_and_etl.ingest.notification_queue import NotificationQueue
+from dagster_and_etl.ingest.s3_events import ObjectEvent
+from dagster_and_etl.ingest.source_bucket import BucketSource, parse_s3_uri
 from dagster_and_etl.sample_data import write_sample_files
 from tests.dagster_dev_process import (
     dagster_dev_fixture,  # noqa: F401  (the fixture `dagster_dev`)
@@ -62,6 +68,22 @@ def test_put_uploads_under_the_prefix_and_says_when_the_sensor_would_ignore_a_na
     assert [file.name for file in BucketSource.from_uri(source, lambda: s3).list().files] == ["vendor-a.csv"]
 
 
+def test_create_queue_has_the_bucket_send_it_the_csv_files_under_the_prefix(s3_server: S3Server) -> None:
+    s3, source = local_s3.client(s3_server.endpoint_url), new_source()
+    local_s3.create_landing(s3, source, days=0)
+    url = local_s3.create_queue(s3_server.endpoint_url, source, f"q-{uuid.uuid4().hex[:12]}")
+    bucket, prefix = parse_s3_uri(source)
+    for key in (f"{prefix}a.csv", f"{prefix}notes.txt", "elsewhere/b.csv"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    s3.delete_object(Bucket=bucket, Key=f"{prefix}a.csv")
+
+    queue = NotificationQueue(url, lambda: local_s3.client(s3_server.endpoint_url, "sqs"))
+    messages = queue.receive(100, 30, time.monotonic() + 60)
+
+    events = [event for message in messages for event in message.notification.events]
+    assert events == [ObjectEvent(bucket, f"{prefix}a.csv", created) for created in (True, False)]
+
+
 def test_a_dotenv_that_would_redirect_the_demo_is_named(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("SOURCE_DIR=data/source\nDUCKDB_MEMORY_LIMIT=4GB\nDUCKDB_DATABASE=demo.duckdb\n")
@@ -71,8 +93,17 @@ def test_a_dotenv_that_would_redirect_the_demo_is_named(tmp_path: Path) -> None:
     assert local_s3.env_file_conflicts(settings, tmp_path / "absent") == []
 
 
+def sensor_cursor(dagster_home: Path) -> str:
+    """The cursor the instance holds for the sensor; empty before its first tick."""
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            if state.instigator_name == SENSOR and state.instigator_data is not None:
+                return state.instigator_data.cursor or ""
+    return ""
+
+
 @pytest.mark.slow
-def test_objects_uploaded_to_the_bucket_are_loaded_by_the_sensor_under_dagster_dev(
+def test_objects_uploaded_to_the_bucket_are_loaded_from_its_notifications_under_dagster_dev(
     dagster_dev, dagster_home: Path, s3_server: S3Server, duckdb_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in local_s3.s3_environment(s3_server.endpoint_url).items():
@@ -82,8 +113,14 @@ def test_objects_uploaded_to_the_bucket_are_loaded_by_the_sensor_under_dagster_d
             monkeypatch.setenv(name, value)
     landing = BucketLanding(s3_server, f"dev-{uuid.uuid4().hex[:12]}", prefix="incoming/")
     monkeypatch.setenv("SOURCE_DIR", landing.uri)
+    # Notification mode, as make dev-s3 sets it up: the bucket notifies a queue the sensor reads.
+    queue_url = local_s3.create_queue(s3_server.endpoint_url, landing.uri, f"q-{uuid.uuid4().hex[:12]}")
+    monkeypatch.setenv("SOURCE_QUEUE_URL", queue_url)
     monkeypatch.delenv("SENSOR_MAX_BATCH")  # the project's batches, not the tests' run per file: fewer runs
     start_sensor(dagster_dev(), SENSOR)
+    # Its first tick lists the empty prefix; the next listing is an hour away, so what is uploaded from
+    # now on can only be found through the queue.
+    wait_for(lambda: "listed_ns" in sensor_cursor(dagster_home), 120, "the sensor's first tick")
 
     keys = ["2018-01-22", "2018-01-23", "vendor-a"]
     for seed, key in enumerate(keys):

@@ -3,6 +3,8 @@ moto's server sends its event notifications to a queue, and the sensor reads the
 the prefix, except on its first tick and for the reconciliation listing."""
 
 import json
+import subprocess
+import sys
 import time
 
 import dagster as dg
@@ -12,7 +14,7 @@ from dagster_and_etl.ingest import source_tick
 from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
 from tests.landing import S3Server
 from tests.support import rows_per_partition, sample_csv
-from tests.test_exactly_once import loads_per_version
+from tests.test_exactly_once import HOLD_DATABASE, loads_per_version
 from tests.test_s3_notifications import PREFIX, NotifiedBucket
 
 
@@ -123,6 +125,27 @@ def test_a_deleted_object_changes_nothing_loaded(
     assert launched_partition_keys(daemon.run_until_idle()) == ["c"]
     assert rows_per_partition(duckdb_path) == {"a": 10, "b": 10, "c": 10}
     drain(notified, daemon)
+
+
+def test_messages_back_for_versions_requested_are_deleted_while_a_load_holds_the_database(
+    notified: NotifiedBucket, daemon: SensorDaemon, duckdb_path
+) -> None:
+    first_listing(daemon)
+    land(notified, {"a.csv": None})
+    assert launched_partition_keys(daemon.run_until_idle()) == ["a"]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_DATABASE, str(duckdb_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "HOLDING"
+        # The cursor says `a`'s version is requested: no need to read the load history to delete it.
+        drain(notified, daemon)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
 
 
 def test_an_object_the_queue_lost_is_found_by_the_reconciliation_listing_and_nothing_twice(

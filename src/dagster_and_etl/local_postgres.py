@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster_and_etl.local_s3 import run_dagster_dev
+from dagster_and_etl.local_dev import run_dagster_dev
 from dagster_and_etl.settings import PROJECT_ROOT, resolve_path
 
 PORT = 5433  # not 5432, which a PostgreSQL of the machine's own may hold

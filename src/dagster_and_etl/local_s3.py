@@ -10,6 +10,10 @@ AWS_ENDPOINT_URL pointing at the server and fake credentials. When dagster dev e
 server. moto keeps everything in memory: the bucket is created anew, with the sample files only, at each
 start, and whatever was uploaded meanwhile is gone.
 
+Unless `--mode listing` is given, the bucket also sends its event notifications to the queue
+`landing-events` on the same server, and dagster dev gets SOURCE_QUEUE_URL: the sensor lists the sample
+files on its first tick and then reads the queue (notification mode, docs/s3.md).
+
 What the demo loads stays apart from `make dev`'s: its tables go to data/staging/s3.duckdb and its Dagster
 instance (runs, sensor cursor, which automations are on) to .dagster_home_s3/, which gets the project's
 .dagster_home/dagster.yaml at each start. Both outlive the server, like `make dev`'s.
@@ -25,18 +29,17 @@ import datetime as dt
 import logging
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from dagster_and_etl.ingest.partition_keys import key_for_file_name, key_problem
 from dagster_and_etl.ingest.source_bucket import parse_s3_uri
+from dagster_and_etl.local_dev import run_dagster_dev
 from dagster_and_etl.sample_data import write_sample_files
 from dagster_and_etl.settings import PROJECT_ROOT, resolve_path
 
@@ -44,6 +47,8 @@ PORT = 5055
 SOURCE = "s3://landing/incoming/"
 DATABASE = "data/staging/s3.duckdb"
 DAGSTER_HOME = ".dagster_home_s3"
+QUEUE = "landing-events"  # notification mode's queue, on the same server
+NOTIFIED = "notifications"
 FIRST_DAY, DAYS = dt.date(2018, 1, 22), 5  # the days `make sample-data` writes
 # moto checks no credentials; these only keep boto3 from looking for real ones.
 ACCESS_KEY, SECRET_KEY, REGION = "testing", "testing", "us-east-1"
@@ -51,6 +56,7 @@ ACCESS_KEY, SECRET_KEY, REGION = "testing", "testing", "us-east-1"
 # so one of these in `.env` would win over what `dev` sets.
 REDIRECTING_SETTINGS = (
     "SOURCE_DIR",
+    "SOURCE_QUEUE_URL",
     "DUCKDB_DATABASE",
     "DAGSTER_HOME",
     "AWS_ENDPOINT_URL",
@@ -85,11 +91,11 @@ def s3_environment(endpoint_url: str) -> dict[str, str | None]:
     }
 
 
-def client(endpoint_url: str) -> Any:
+def client(endpoint_url: str, service: str = "s3") -> Any:
     import boto3
 
     return boto3.client(
-        "s3",
+        service,
         endpoint_url=endpoint_url,
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
@@ -114,6 +120,25 @@ def create_landing(
     s3.create_bucket(Bucket=bucket)
     with tempfile.TemporaryDirectory() as folder:
         return [upload(s3, source, path) for path in write_sample_files(Path(folder), first_day, days)]
+
+
+def create_queue(endpoint_url: str, source: str = SOURCE, name: str = QUEUE) -> str:
+    """Creates the queue and has the source's bucket send the creations and removals of CSV files under
+    its prefix there, as docs/s3.md sets it up on AWS; returns the queue's URL."""
+    sqs = client(endpoint_url, "sqs")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bucket, prefix = parse_s3_uri(source)
+    rules = [{"Name": "prefix", "Value": prefix}, {"Name": "suffix", "Value": ".csv"}]
+    notified = {
+        "QueueArn": arn,
+        "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+        "Filter": {"Key": {"FilterRules": rules}},
+    }
+    client(endpoint_url).put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [notified]}
+    )
+    return url
 
 
 @contextmanager
@@ -156,36 +181,6 @@ def env_file_conflicts(settings: dict[str, str | None], env_file: Path = PROJECT
     ]
 
 
-def run_dagster_dev(command: list[str], env: dict[str, str]) -> int:
-    """`dagster dev` or `dg dev` until it exits; returns its exit code.
-
-    It runs in a process group of its own, so a Ctrl-C in the terminal reaches it once, passed on by this
-    process, which then waits for its shutdown to finish before the S3 server stops. A SIGTERM or SIGHUP
-    of this process is passed on as a Ctrl-C too: dagster dev shuts down cleanly on nothing else."""
-    process: subprocess.Popen | None = None
-
-    def forward(_signum: int, _frame: object) -> None:
-        if process is None:
-            raise KeyboardInterrupt
-        with suppress(ProcessLookupError):
-            process.send_signal(signal.SIGINT)
-
-    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {signum: signal.signal(signum, forward) for signum in forwarded}
-    try:
-        process = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            process_group=0,
-        )
-        return process.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def dev(options: argparse.Namespace) -> int:
     database, home = resolve_path(options.database), resolve_path(options.dagster_home)
     settings = {"SOURCE_DIR": options.source, "DUCKDB_DATABASE": str(database), "DAGSTER_HOME": str(home)}
@@ -199,6 +194,10 @@ def dev(options: argparse.Namespace) -> int:
     shutil.copyfile(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
     with s3_server(options.port) as endpoint:
         uris = create_landing(client(endpoint), options.source)
+        # Set up after the sample files are in: the sensor's first tick lists them, then reads the queue.
+        settings["SOURCE_QUEUE_URL"] = (
+            create_queue(endpoint, options.source) if options.mode == NOTIFIED else None
+        )
         names = ", ".join(uri.rsplit("/", 1)[1] for uri in uris)
         put = ".venv/bin/python -m dagster_and_etl.local_s3 put FILE [--as NAME.csv]"
         put += f" --port {options.port}" if options.port != PORT else ""
@@ -206,12 +205,24 @@ def dev(options: argparse.Namespace) -> int:
             f"local S3 (moto, in memory) on {endpoint}: {options.source} holds {names}\n"
             f"dagster dev with SOURCE_DIR={options.source} DUCKDB_DATABASE={database}"
             f" DAGSTER_HOME={home}\n"
+            f"{_mode_line(options.mode, settings['SOURCE_QUEUE_URL'])}\n"
             f"upload another file: {put}",
             flush=True,
         )
         env = {**os.environ, **settings, **s3_environment(endpoint)}
         command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", *options.dagster_args]
         return run_dagster_dev(command, {k: v for k, v in env.items() if v is not None})
+
+
+def _mode_line(mode: str, queue_url: str | None) -> str:
+    if mode == NOTIFIED:
+        return (
+            f"notification mode: the sensor reads SOURCE_QUEUE_URL={queue_url}"
+            " (make dev-s3 S3_MODE=listing lists the prefix instead)"
+        )
+    return (
+        "listing mode: the sensor lists the prefix every tick (make dev-s3 reads the bucket's queue instead)"
+    )
 
 
 def put(options: argparse.Namespace) -> int:
@@ -246,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--source", default=SOURCE, help=f"the bucket and prefix to create ({SOURCE})")
     run.add_argument("--database", default=DATABASE, help=f"DUCKDB_DATABASE ({DATABASE})")
     run.add_argument("--dagster-home", default=DAGSTER_HOME, help=f"DAGSTER_HOME ({DAGSTER_HOME})")
+    run.add_argument(
+        "--mode",
+        choices=[NOTIFIED, "listing"],
+        default=NOTIFIED,
+        help="read the bucket's notifications from a queue (notifications), or list the prefix (listing)",
+    )
     run.add_argument("dagster_args", nargs="*", help="after --: options for dagster dev, such as -p 3001")
     run.set_defaults(handler=dev)
 

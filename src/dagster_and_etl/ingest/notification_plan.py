@@ -82,13 +82,16 @@ def plan_notified(
     registered_keys: Callable[[], Sequence[str]],
     loaded_versions: Callable[[list[str]], Mapping[str, str]],
 ) -> NotifiedTick:
-    """The runs, registrations, acknowledgements and cursor of a tick that received `messages`."""
+    """The runs, registrations and cursor of a tick that received `messages`, and what becomes of each."""
     keys_of = announced_keys(messages, view)
     keys = list(dict.fromkeys(key for keys in keys_of.values() for key in keys))
     files, now_ns = current_files(view.info(keys) if keys else {})
     horizon_ns = settle_horizon(now_ns, rules.settle_ns, view.slack_ns)
     settled = [f for f in files if f.changed_ns <= horizon_ns]
-    loaded = loaded_versions([f.partition_key for f in settled]) if settled else {}
+    # The load history is read only for versions the cursor does not hold as requested: a message back
+    # from its visibility timeout is then dealt with while a load holds the database.
+    unheld = [f.partition_key for f in settled if not cursor.holds_request(f)]
+    loaded = loaded_versions(unheld) if unheld else {}
     due = not_loaded_nor_requested(settled, loaded, cursor)
     position = {key: index for index, key in enumerate(registered_keys())} if due else {}
     runs = tick_runs(due, position, rules.max_batch, rules.max_runs)
