@@ -1,6 +1,8 @@
 """Helpers the tests share: writing source files and ticking the sensor as the daemon would."""
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,32 @@ def write_source_file(
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+_HOLD_DATABASE = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1])
+print("HOLDING", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def holding_database(database: Path) -> Iterator[None]:
+    """Another process holds the DuckDB file open for writing, as a load does, until the block ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_DATABASE, str(database)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "HOLDING"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
 
 
 @contextmanager

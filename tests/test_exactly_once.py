@@ -30,7 +30,7 @@ from dagster_and_etl.ingest.source_file_scan import count_data_rows
 from dagster_and_etl.sample_data import HEADER, sample_csv
 from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
 from tests.landing import BucketLanding, FolderLanding
-from tests.support import rows_per_partition, wait_until_settled, write_source_file
+from tests.support import holding_database, rows_per_partition, wait_until_settled, write_source_file
 
 Landing = FolderLanding | BucketLanding
 
@@ -295,14 +295,6 @@ def test_a_reset_cursor_requests_nothing_already_loaded(
     assert sum(loads_per_version(duckdb_path).values()) == 9
 
 
-HOLD_DATABASE = """
-import sys, duckdb
-conn = duckdb.connect(sys.argv[1])
-print("HOLDING", flush=True)
-sys.stdin.read()
-"""
-
-
 def test_a_reset_cursor_while_a_load_holds_the_database_waits_instead_of_guessing(
     landing: Landing, duckdb_path: Path, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -313,22 +305,12 @@ def test_a_reset_cursor_while_a_load_holds_the_database_waits_instead_of_guessin
     daemon.run_until_idle()
     daemon.cursor = None
 
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_DATABASE, str(duckdb_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "HOLDING"
+    with holding_database(duckdb_path):
         busy = daemon.tick()
         assert busy.launched == [] and busy.result.dynamic_partitions_requests == []
         assert "Waiting to read the load history" in busy.skip_reason
         assert str(duckdb_path) in busy.skip_reason
         assert daemon.cursor is None  # still no cursor: the next tick tries again
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
 
     after = daemon.tick()
     assert after.launched == [] and "No new or modified files" in after.skip_reason

@@ -3,8 +3,6 @@ moto's server sends its event notifications to a queue, and the sensor reads the
 the prefix, except on its first tick and for the reconciliation listing."""
 
 import json
-import subprocess
-import sys
 import time
 
 import dagster as dg
@@ -13,9 +11,9 @@ import pytest
 from dagster_and_etl.ingest import source_tick
 from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
 from tests.landing import S3Server
-from tests.support import rows_per_partition, sample_csv
-from tests.test_exactly_once import HOLD_DATABASE, loads_per_version
-from tests.test_s3_notifications import PREFIX, NotifiedBucket
+from tests.support import holding_database, rows_per_partition, sample_csv
+from tests.test_exactly_once import loads_per_version
+from tests.test_s3_notifications import NotifiedBucket
 
 
 @pytest.fixture
@@ -90,7 +88,7 @@ def test_duplicate_and_late_events_load_nothing_twice_nor_an_old_version(
     land(notified, {"a.csv": sample_csv(seed=1)})
     land(notified, {"a.csv": sample_csv(seed=2, rows=4)})
     # The first version's event once more, after the second's: late, and a duplicate.
-    notified.sqs.send_message(QueueUrl=notified.queue_url, MessageBody=created_event(notified, ["a.csv"]))
+    notified.sqs.send_message(QueueUrl=notified.queue_url, MessageBody=notified.created_event(["a.csv"]))
 
     ticks = daemon.run_until_idle()
 
@@ -98,19 +96,6 @@ def test_duplicate_and_late_events_load_nothing_twice_nor_an_old_version(
     assert rows_per_partition(duckdb_path) == {"a": 4}
     assert set(loads_per_version(duckdb_path).values()) == {1}
     drain(notified, daemon)
-
-
-def created_event(notified: NotifiedBucket, names: list[str]) -> str:
-    """The body of an S3 notification announcing objects of the prefix, as S3 sends it."""
-    records = [
-        {
-            "eventSource": "aws:s3",
-            "eventName": "ObjectCreated:Put",
-            "s3": {"bucket": {"name": notified.landing.bucket}, "object": {"key": PREFIX + name}},
-        }
-        for name in names
-    ]
-    return json.dumps({"Records": records})
 
 
 def test_a_deleted_object_changes_nothing_loaded(
@@ -133,19 +118,9 @@ def test_messages_back_for_versions_requested_are_deleted_while_a_load_holds_the
     first_listing(daemon)
     land(notified, {"a.csv": None})
     assert launched_partition_keys(daemon.run_until_idle()) == ["a"]
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_DATABASE, str(duckdb_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "HOLDING"
+    with holding_database(duckdb_path):
         # The cursor says `a`'s version is requested: no need to read the load history to delete it.
         drain(notified, daemon)
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
 
 
 def test_an_object_the_queue_lost_is_found_by_the_reconciliation_listing_and_nothing_twice(
@@ -223,7 +198,7 @@ def test_a_thousand_and_five_events_are_read_over_many_calls_in_one_tick(
     # 1,000 more events for the same five objects, five to a message, as a busy bucket's duplicates:
     # 1,005 events in 205 messages, which SQS hands out at most 10 a call. (More messages than that
     # make moto's server, which counts every message for each call, too slow for the suite.)
-    body = created_event(notified, names)
+    body = notified.created_event(names)
     for _ in range(20):
         entries = [{"Id": str(index), "MessageBody": body} for index in range(10)]
         notified.sqs.send_message_batch(QueueUrl=notified.queue_url, Entries=entries)

@@ -2,7 +2,6 @@
 notifies a queue, and the planner reads the objects' current versions from the bucket. The load history is
 given as plain values, as the sensor reads it from DuckDB."""
 
-import json
 
 import pytest
 
@@ -92,14 +91,14 @@ def test_a_duplicate_event_for_a_version_requested_or_loaded_requests_nothing(
     first, _ = plan(notified)
     version = first.plan.to_request[0].version
 
-    notified.sqs.send_message(QueueUrl=notified.queue_url, MessageBody=_created_event(notified, "a.csv"))
+    notified.sqs.send_message(QueueUrl=notified.queue_url, MessageBody=notified.created_event(["a.csv"]))
     under_way, messages = plan(notified, cursor=first.plan.cursor, registered=("a",))
     assert requested(under_way) == [] and under_way.delete == [messages[0].receipt_handle]
     assert under_way.plan.cursor.requested == {"a": version_mark(version)}  # still under way
 
     # Loaded since: a version requested by an earlier tick and not by the cursor is found in the load
     # history, and its mark let go.
-    notified.sqs.send_message(QueueUrl=notified.queue_url, MessageBody=_created_event(notified, "a.csv"))
+    notified.sqs.send_message(QueueUrl=notified.queue_url, MessageBody=notified.created_event(["a.csv"]))
     forgotten = SensorCursor(horizon_ns=1)
     loaded, messages = plan(notified, cursor=forgotten, registered=("a",), loaded={"a": version})
     assert requested(loaded) == [] and loaded.delete == [messages[0].receipt_handle]
@@ -149,12 +148,3 @@ def test_a_message_that_is_not_a_notification_is_deleted_and_reported(notified: 
     tick, (message,) = plan(notified)
 
     assert tick.poison == [message] and tick.delete == [message.receipt_handle]
-
-
-def _created_event(notified: NotifiedBucket, name: str) -> str:
-    record = {
-        "eventSource": "aws:s3",
-        "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": notified.landing.bucket}, "object": {"key": PREFIX + name}},
-    }
-    return json.dumps({"Records": [record]})

@@ -43,6 +43,19 @@ class NotifiedBucket:
     def receive_all(self, hidden_seconds: int = 30) -> list:
         return self.queue.receive(10_000, hidden_seconds, time.monotonic() + 60)
 
+    def created_event(self, names: list[str]) -> str:
+        """The body of an S3 notification announcing objects of the prefix, as S3 sends it: for a
+        duplicate or late event sent by hand."""
+        records = [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": self.landing.bucket}, "object": {"key": PREFIX + name}},
+            }
+            for name in names
+        ]
+        return json.dumps({"Records": records})
+
     def events(self) -> list[ObjectEvent]:
         return [event for message in self.receive_all() for event in message.notification.events]
 

@@ -61,10 +61,13 @@ def plan_source_tick(
     every partition's loaded version; `now_ns` is the host's clock, which times the listings."""
     queue, source = watched.queue, watched.source
     if queue is None:
-        return SourceTick(
-            plan_tick(source.list(), cursor, rules, registered_keys, lambda: loaded_versions(None))
-        )
+        return SourceTick(_listed(source, cursor, rules, registered_keys, loaded_versions))
     if cursor.is_fresh or (watched.reconcile_ns and now_ns - cursor.listed_ns >= watched.reconcile_ns):
+        if not cursor.is_fresh:
+            # A reconciliation: a rebuild that keeps the versions the cursor holds as requested, and loads
+            # what it finds whatever SENSOR_INCLUDE_EXISTING_FILES says (that is about a first enable).
+            cursor = replace(cursor, horizon_ns=0, names_digest=None)
+            rules = replace(rules, include_existing=True)
         plan = _listed(source, cursor, rules, registered_keys, loaded_versions)
         # The versions requested are remembered, so that their notifications, still in the queue, request
         # nothing while the runs are queued (notification_plan.requested_marks).
@@ -81,12 +84,7 @@ def _listed(
     registered_keys: Callable[[], Sequence[str]],
     loaded_versions: Callable[[list[str] | None], Mapping[str, str]],
 ) -> TickPlan:
-    """A listing in notification mode: a first one as in listing mode; a reconciliation as a rebuild that
-    keeps the versions the cursor holds as requested, and loads what it finds whatever
-    `SENSOR_INCLUDE_EXISTING_FILES` says (that setting is about a first enable)."""
-    if not cursor.is_fresh:
-        cursor = replace(cursor, horizon_ns=0, names_digest=None)
-        rules = replace(rules, include_existing=True)
+    """A listing tick, planned as listing mode plans every tick."""
     return plan_tick(source.list(), cursor, rules, registered_keys, lambda: loaded_versions(None))
 
 
