@@ -2,7 +2,6 @@
 notifies a queue, and the planner reads the objects' current versions from the bucket. The load history is
 given as plain values, as the sensor reads it from DuckDB."""
 
-
 import pytest
 
 from dagster_and_etl.ingest.notification_plan import BucketView, NotifiedTick, plan_notified
