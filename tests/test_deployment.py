@@ -1,6 +1,7 @@
 """The production layout of docs/deploying.md for real: the code location as a gRPC server, one daemon and
 the webserver, as three processes on one Dagster instance in PostgreSQL (deploy/dagster.yaml and
-deploy/workspace.yaml), load a file the sensor finds."""
+deploy/workspace.yaml), load the files the sensor finds: two runs started together meet at the pool
+`duckdb_write` on PostgreSQL, and take turns (tests/pool.py makes the meeting and judges it)."""
 
 import os
 import socket
@@ -8,7 +9,6 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from tests.dagster_dev_process import (
@@ -22,7 +22,14 @@ from tests.dagster_dev_process import (
     stop_group,
     wait_for,
 )
-from tests.support import rows_per_partition, write_source_file
+from tests.pool import (
+    LoadLatch,
+    assert_the_loads_took_turns,
+    load_latch_fixture,  # noqa: F401  (the fixture `load_latch`)
+    meet_then_release,
+    write_files,
+)
+from tests.support import rows_per_partition
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("storage", ["postgres"], indirect=True)]
 
@@ -52,13 +59,13 @@ def serving(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_a_code_server_a_daemon_and_a_webserver_on_postgres_load_what_the_sensor_finds(
-    start, dagster_home: Path, source_dir: Path, duckdb_path: Path
+def test_a_code_server_a_daemon_and_a_webserver_on_postgres_load_what_the_sensor_finds_in_turns(
+    start, dagster_home: Path, source_dir: Path, duckdb_path: Path, load_latch: LoadLatch
 ) -> None:
     code_port, ui_port = free_port(), free_port()
     env = {
         **SENSOR_INTERVALS,
-        **os.environ,
+        **os.environ,  # SENSOR_MAX_BATCH=1 (tests/conftest.py): one run per file, started together
         "DAGSTER_HOME": str(dagster_home),  # deploy/dagster.yaml, on the test's PostgreSQL database
         "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
         "DAGSTER_CODE_SERVER_PORT": str(code_port),
@@ -80,13 +87,10 @@ def test_a_code_server_a_daemon_and_a_webserver_on_postgres_load_what_the_sensor
     )
     wait_for(lambda: location_loaded(ui_port), 180, "the webserver to load the code location over gRPC")
 
-    write_source_file(source_dir, "vendor-a.csv", seed=1)
+    file_rows = write_files(source_dir, ["vendor-a", "vendor-b"])
     start_sensor(ui_port, "dynamic_sensor")
 
-    def succeeded() -> list[dg.DagsterRun]:
-        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-            return list(instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])))
-
-    (run,) = wait_for(succeeded, 180, "the daemon to run what the sensor requested")
-    assert run.tags["dagster/partition"] == "vendor-a"
-    assert rows_per_partition(duckdb_path) == {"vendor-a": 10}
+    meeting, runs = meet_then_release(dagster_home, load_latch, runs=2)
+    assert sorted(run.tags["dagster/partition"] for run in runs) == ["vendor-a", "vendor-b"]
+    assert rows_per_partition(duckdb_path) == file_rows
+    assert_the_loads_took_turns(dagster_home, meeting, runs)
