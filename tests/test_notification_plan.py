@@ -6,7 +6,7 @@ import pytest
 
 from dagster_and_etl.ingest.notification_plan import BucketView, NotifiedTick, plan_notified
 from dagster_and_etl.ingest.sensor_cursor import SensorCursor, version_mark
-from dagster_and_etl.ingest.sensor_plan import TickRules
+from dagster_and_etl.ingest.sensor_plan import RegisteredKeys, TickRules
 from dagster_and_etl.ingest.source_bucket import BucketSource
 from tests.landing import S3Server
 from tests.test_s3_notifications import PREFIX, NotifiedBucket
@@ -27,21 +27,36 @@ def view(notified: NotifiedBucket) -> BucketView:
     return BucketView(source.bucket, source.prefix, source.slack_ns, source.info)
 
 
+class Registered:
+    """Registered keys as the instance gives them, noting each time the planner read all of them."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys, self.read_all = keys, 0
+
+    def all(self) -> tuple[str, ...]:
+        self.read_all += 1
+        return self.keys
+
+    def among(self, keys: list[str]) -> set[str]:
+        return set(keys) & set(self.keys)
+
+
 def plan(
     notified: NotifiedBucket,
     cursor: SensorCursor | None = None,
     rules: TickRules | None = None,
-    registered: tuple[str, ...] = (),
+    registered: tuple[str, ...] | Registered = (),
     loaded: dict[str, str] | None = None,
 ) -> tuple[NotifiedTick, list]:
     notified.landing.wait_until_settled()  # by the bucket's clock, past the slack of its whole seconds
     messages = notified.receive_all(hidden_seconds=60)
+    known = registered if isinstance(registered, Registered) else Registered(registered)
     tick = plan_notified(
         messages,
         view(notified),
         cursor or SensorCursor(horizon_ns=1),
         rules or TickRules(),
-        lambda: registered,
+        RegisteredKeys(known.all, known.among),
         lambda keys: {key: version for key, version in (loaded or {}).items() if key in keys},
     )
     return tick, messages
@@ -67,6 +82,30 @@ def test_new_objects_are_registered_and_requested_and_their_messages_kept_hidden
     # test event, long received, is not among them.
     assert tick.delete == tick.release == []
     assert len(messages) == 2
+
+
+def test_new_objects_alone_never_read_every_registered_key_but_a_rewrite_does(
+    notified: NotifiedBucket,
+) -> None:
+    """A bucket with many partitions registered: a tick that finds only new objects asks about its own
+    keys; one that finds a registered key rewritten reads the order its batch must follow."""
+    registered = Registered(tuple(f"old-{index}" for index in range(1_000)))
+    notified.landing.write("new.csv", seed=1)
+
+    tick, _ = plan(notified, rules=TickRules(max_batch=500), registered=registered)
+
+    assert requested(tick) == ["new"] and tick.plan.new_partition_keys == ["new"]
+    assert registered.read_all == 0
+    notified.landing.write("old-7.csv", seed=2)
+    notified.landing.write("old-8.csv", seed=3)
+    notified.landing.write("old-10.csv", seed=4)
+
+    tick, _ = plan(notified, rules=TickRules(max_batch=500), registered=registered)
+
+    assert registered.read_all == 1
+    # In the order registered: 7 and 8 are neighbours, 10 is not, so two runs.
+    assert [batch.partition_keys for batch in tick.plan.batches] == [["old-7", "old-8"], ["old-10"]]
+    assert tick.plan.new_partition_keys == []
 
 
 def test_the_version_requested_is_the_one_in_the_bucket_whatever_order_the_events_came_in(

@@ -50,6 +50,7 @@ from dagster_and_etl.defs.resources import (
 from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy, RawTable
 from dagster_and_etl.ingest.lost_loads import database_check
 from dagster_and_etl.ingest.sensor_cursor import SensorCursor
+from dagster_and_etl.ingest.sensor_plan import RegisteredKeys
 from dagster_and_etl.ingest.source import SourceUnavailable
 from dagster_and_etl.ingest.source_tick import WatchedSource, plan_source_tick
 from dagster_and_etl.reporting.file_sensor import run_key_to_retry, tick_notes, tick_result
@@ -81,7 +82,7 @@ def dynamic_sensor(
             watched,
             cursor,
             sensor_tuning.rules(source_files),
-            registered_keys=lambda: context.instance.get_dynamic_partitions(dynamic_partitions_def.name),
+            registered=_registered_keys(context.instance),
             loaded_versions=lambda keys: database.loaded_versions(RawTable.DYNAMIC, keys),
             now_ns=time.time_ns(),
         )
@@ -111,6 +112,16 @@ def dynamic_sensor(
         run_keys = [run_key_to_retry(context.instance, "dynamic_sensor", key) for key in run_keys]
     next_cursor = dataclasses.replace(plan.cursor, database=stamp, database_problem=problem)
     return tick_result(plan, dynamic_partitions_def, run_keys, next_cursor.serialize(), problem, str(source))
+
+
+def _registered_keys(instance: dg.DagsterInstance) -> RegisteredKeys:
+    name = dynamic_partitions_def.name
+    return RegisteredKeys(
+        all=lambda: instance.get_dynamic_partitions(name),
+        # The instance's own batched membership query (not in Dagster's public API, which checks one key
+        # at a time with has_dynamic_partition).
+        among=lambda keys: instance.get_existing_dynamic_partitions(name, keys),
+    )
 
 
 def _database_check(

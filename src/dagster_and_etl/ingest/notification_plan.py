@@ -18,7 +18,7 @@ Each message then goes one of three ways:
   never stored, the version is requested again. No receipt is kept anywhere: the queue holds the state.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from dagster_and_etl.ingest.notification_queue import QueuedMessage
@@ -26,7 +26,7 @@ from dagster_and_etl.ingest.partition_keys import file_name_for_key
 from dagster_and_etl.ingest.run_batches import tick_runs
 from dagster_and_etl.ingest.s3_events import source_key
 from dagster_and_etl.ingest.sensor_cursor import MAX_REMEMBERED, SensorCursor, version_mark
-from dagster_and_etl.ingest.sensor_plan import TickPlan, TickRules, not_loaded_nor_requested
+from dagster_and_etl.ingest.sensor_plan import RegisteredKeys, TickPlan, TickRules, not_loaded_nor_requested
 from dagster_and_etl.ingest.source import FileInfo, NoFile, SourceFile, settle_horizon
 
 
@@ -79,7 +79,7 @@ def plan_notified(
     view: BucketView,
     cursor: SensorCursor,
     rules: TickRules,
-    registered_keys: Callable[[], Sequence[str]],
+    registered: RegisteredKeys,
     loaded_versions: Callable[[list[str]], Mapping[str, str]],
 ) -> NotifiedTick:
     """The runs, registrations and cursor of a tick that received `messages`, and what becomes of each."""
@@ -93,7 +93,7 @@ def plan_notified(
     unheld = [f.partition_key for f in settled if not cursor.holds_request(f)]
     loaded = loaded_versions(unheld) if unheld else {}
     due = not_loaded_nor_requested(settled, loaded, cursor)
-    position = {key: index for index, key in enumerate(registered_keys())} if due else {}
+    position = _positions(due, registered)
     runs = tick_runs(due, position, rules.max_batch, rules.max_runs)
     settling = [f for f in files if f.changed_ns > horizon_ns]
     open_keys = {f.partition_key for f in [*settling, *runs.waiting]}
@@ -115,6 +115,16 @@ def plan_notified(
     )
     poison = [m for m in messages if m.notification.problem is not None]
     return NotifiedTick(plan, delete, release, poison)
+
+
+def _positions(due: list[SourceFile], registered: RegisteredKeys) -> dict[str, int]:
+    """Where each registered key stands in the order of registration, which batches follow: read whole
+    only when a due file's key is registered (a rewrite). New files, the usual news, are batched after
+    every registered key whatever that order is, so a tick that finds only new ones asks the instance
+    about its own few keys, not about every partition a large bucket has registered."""
+    if not due or not registered.among([f.partition_key for f in due]):
+        return {}
+    return {key: index for index, key in enumerate(registered.all())}
 
 
 def requested_marks(

@@ -23,7 +23,7 @@ files makes few, full batches. A run's key names the versions
 of every file in its range, so the same versions batched the same way always give the same run key.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from dagster_and_etl.ingest.run_batches import RunBatch, tick_runs
@@ -66,6 +66,14 @@ class TickPlan:
                 f" ({names}{more})"
             )
         return "; ".join(parts) + "."
+
+
+@dataclass(frozen=True)
+class RegisteredKeys:
+    """The dynamic partition keys registered so far, read from the instance when a tick needs them."""
+
+    all: Callable[[], Sequence[str]]  # every key, in the order registered
+    among: Callable[[list[str]], Set[str]]  # which of these keys are registered: one query for a few
 
 
 @dataclass(frozen=True)

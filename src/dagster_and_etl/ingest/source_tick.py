@@ -12,14 +12,14 @@ moved no horizon, and the load history is what says they are loaded.
 """
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy
 from dagster_and_etl.ingest.notification_plan import BucketView, plan_notified, requested_marks
 from dagster_and_etl.ingest.notification_queue import NotificationQueue, QueuedMessage
 from dagster_and_etl.ingest.sensor_cursor import SensorCursor
-from dagster_and_etl.ingest.sensor_plan import TickPlan, TickRules, plan_tick
+from dagster_and_etl.ingest.sensor_plan import RegisteredKeys, TickPlan, TickRules, plan_tick
 from dagster_and_etl.ingest.source import Source
 from dagster_and_etl.ingest.source_bucket import BucketSource
 
@@ -53,7 +53,7 @@ def plan_source_tick(
     watched: WatchedSource,
     cursor: SensorCursor,
     rules: TickRules,
-    registered_keys: Callable[[], Sequence[str]],
+    registered: RegisteredKeys,
     loaded_versions: Callable[[list[str] | None], Mapping[str, str]],
     now_ns: int,
 ) -> SourceTick:
@@ -61,31 +61,31 @@ def plan_source_tick(
     every partition's loaded version; `now_ns` is the host's clock, which times the listings."""
     queue, source = watched.queue, watched.source
     if queue is None:
-        return SourceTick(_listed(source, cursor, rules, registered_keys, loaded_versions))
+        return SourceTick(_listed(source, cursor, rules, registered, loaded_versions))
     if cursor.is_fresh or (watched.reconcile_ns and now_ns - cursor.listed_ns >= watched.reconcile_ns):
         if not cursor.is_fresh:
             # A reconciliation: a rebuild that keeps the versions the cursor holds as requested, and loads
             # what it finds whatever SENSOR_INCLUDE_EXISTING_FILES says (that is about a first enable).
             cursor = replace(cursor, horizon_ns=0, names_digest=None)
             rules = replace(rules, include_existing=True)
-        plan = _listed(source, cursor, rules, registered_keys, loaded_versions)
+        plan = _listed(source, cursor, rules, registered, loaded_versions)
         # The versions requested are remembered, so that their notifications, still in the queue, request
         # nothing while the runs are queued (notification_plan.requested_marks).
         marks = requested_marks(plan.cursor, plan.to_request, loaded={})
         return SourceTick(replace(plan, cursor=replace(plan.cursor, requested=marks, listed_ns=now_ns)))
     assert isinstance(source, BucketSource), "a queue is set only for a bucket (SourceFiles.queue)"
-    return _notified(source, queue, cursor, rules, registered_keys, loaded_versions)
+    return _notified(source, queue, cursor, rules, registered, loaded_versions)
 
 
 def _listed(
     source: Source,
     cursor: SensorCursor,
     rules: TickRules,
-    registered_keys: Callable[[], Sequence[str]],
+    registered: RegisteredKeys,
     loaded_versions: Callable[[list[str] | None], Mapping[str, str]],
 ) -> TickPlan:
     """A listing tick, planned as listing mode plans every tick."""
-    return plan_tick(source.list(), cursor, rules, registered_keys, lambda: loaded_versions(None))
+    return plan_tick(source.list(), cursor, rules, registered.all, lambda: loaded_versions(None))
 
 
 def _notified(
@@ -93,7 +93,7 @@ def _notified(
     queue: NotificationQueue,
     cursor: SensorCursor,
     rules: TickRules,
-    registered_keys: Callable[[], Sequence[str]],
+    registered: RegisteredKeys,
     loaded_versions: Callable[[list[str] | None], Mapping[str, str]],
 ) -> SourceTick:
     """The messages received this tick, planned; then deleted, made visible again or left hidden as the
@@ -102,7 +102,7 @@ def _notified(
     messages = queue.receive(most, VISIBILITY_SECONDS, time.monotonic() + RECEIVE_SECONDS)
     view = BucketView(source.bucket, source.prefix, source.slack_ns, source.info)
     try:
-        notified = plan_notified(messages, view, cursor, rules, registered_keys, loaded_versions)
+        notified = plan_notified(messages, view, cursor, rules, registered, loaded_versions)
     except DatabaseBusy:
         queue.release([message.receipt_handle for message in messages])
         raise
