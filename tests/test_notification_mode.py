@@ -8,7 +8,7 @@ import time
 import dagster as dg
 import pytest
 
-from dagster_and_etl.ingest import source_tick
+from dagster_and_etl.ingest import source_bucket, source_tick
 from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
 from tests.landing import S3Server
 from tests.support import holding_database, rows_per_partition, sample_csv
@@ -142,6 +142,41 @@ def test_an_object_the_queue_lost_is_found_by_the_reconciliation_listing_and_not
     # The listing finds the lost object; the one loaded from its notification is not requested again.
     assert launched_partition_keys(ticks) == ["lost"]
     assert rows_per_partition(duckdb_path) == {"announced": 10, "lost": 10}
+    assert set(loads_per_version(duckdb_path).values()) == {1}
+
+
+def test_a_reconciliation_lists_a_part_of_the_prefix_each_tick_until_the_end(
+    notified: NotifiedBucket, daemon: SensorDaemon, duckdb_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prefix longer than a tick may list: the reconciliation goes on where the last tick stopped, in
+    key order, finds the objects whose events were lost wherever they lie, and loads nothing twice."""
+    monkeypatch.setattr(source_bucket, "PAGE_SIZE", 2)
+    monkeypatch.setattr(source_tick, "LIST_SECONDS", 0)  # one page a tick
+    first_listing(daemon)
+    land(notified, dict.fromkeys(f"k{index}.csv" for index in range(5)))
+    assert sorted(launched_partition_keys(daemon.run_until_idle())) == [f"k{index}" for index in range(5)]
+    drain(notified, daemon)
+    # Two objects, and one in a subfolder (not the source's), whose events the queue loses.
+    land(notified, {"lost-a.csv": None, "lost-b.csv": None, "sub/x.csv": None})
+    notified.queue.delete([m.receipt_handle for m in notified.receive_all()])
+    monkeypatch.setenv("SOURCE_RECONCILE_MINUTES", "60")
+    daemon.cursor = json.dumps({**json.loads(daemon.cursor or "{}"), "listed_ns": 1})  # an hour ago
+
+    listed_up_to, requested = [], []
+    for _ in range(4):
+        requested.append(daemon.tick().partition_keys)
+        listed_up_to.append(json.loads(daemon.cursor or "{}").get("reconciling"))
+
+    # Two entries a page: k0 k1 | k2 k3 | k4 lost-a | lost-b sub/, the subfolder ending the listing.
+    prefix = notified.landing.prefix
+    assert listed_up_to == [f"{prefix}k1.csv", f"{prefix}k3.csv", f"{prefix}lost-a.csv", None]
+    assert requested == [[], [], ["lost-a"], ["lost-b"]]
+    assert daemon.tick().launched == []  # the queue is read again, and the next listing is an hour away
+    assert rows_per_partition(duckdb_path) == {
+        **{f"k{index}": 10 for index in range(5)},
+        "lost-a": 10,
+        "lost-b": 10,
+    }
     assert set(loads_per_version(duckdb_path).values()) == {1}
 
 

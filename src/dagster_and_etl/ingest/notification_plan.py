@@ -86,18 +86,9 @@ def plan_notified(
     keys_of = announced_keys(messages, view)
     keys = list(dict.fromkeys(key for keys in keys_of.values() for key in keys))
     files, now_ns = current_files(view.info(keys) if keys else {})
-    horizon_ns = settle_horizon(now_ns, rules.settle_ns, view.slack_ns)
-    settled = [f for f in files if f.changed_ns <= horizon_ns]
-    # The load history is read only for versions the cursor does not hold as requested: a message back
-    # from its visibility timeout is then dealt with while a load holds the database.
-    unheld = [f.partition_key for f in settled if not cursor.holds_request(f)]
-    loaded = loaded_versions(unheld) if unheld else {}
-    due = not_loaded_nor_requested(settled, loaded, cursor)
-    position = _positions(due, registered)
-    runs = tick_runs(due, position, rules.max_batch, rules.max_runs)
-    settling = [f for f in files if f.changed_ns > horizon_ns]
-    open_keys = {f.partition_key for f in [*settling, *runs.waiting]}
-    requested_now = {f.partition_key for f in runs.requested}
+    plan = judge_files(files, now_ns, view.slack_ns, cursor, rules, registered, loaded_versions)
+    open_keys = {f.partition_key for f in [*plan.settling, *plan.waiting]}
+    requested_now = {f.partition_key for f in plan.to_request}
     delete, release = [], []
     for message in messages:
         named = set(keys_of.get(message.receipt_handle, ()))
@@ -105,16 +96,37 @@ def plan_notified(
             release.append(message.receipt_handle)
         elif not named & requested_now:
             delete.append(message.receipt_handle)
-    plan = TickPlan(
+    poison = [m for m in messages if m.notification.problem is not None]
+    return NotifiedTick(plan, delete, release, poison)
+
+
+def judge_files(
+    files: list[SourceFile],
+    now_ns: int,
+    slack_ns: int,
+    cursor: SensorCursor,
+    rules: TickRules,
+    registered: RegisteredKeys,
+    loaded_versions: Callable[[list[str]], Mapping[str, str]],
+) -> TickPlan:
+    """Files some objects' news named, or a part of a listing found, as a tick plans them: settled ones
+    due unless loaded at that version or held as requested, batched and cut by the runs-per-tick limit."""
+    horizon_ns = settle_horizon(now_ns, rules.settle_ns, slack_ns)
+    settled = [f for f in files if f.changed_ns <= horizon_ns]
+    # The load history is read only for versions the cursor does not hold as requested: a message back
+    # from its visibility timeout is then dealt with while a load holds the database.
+    unheld = [f.partition_key for f in settled if not cursor.holds_request(f)]
+    loaded = loaded_versions(unheld) if unheld else {}
+    due = not_loaded_nor_requested(settled, loaded, cursor)
+    runs = tick_runs(due, _positions(due, registered), rules.max_batch, rules.max_runs)
+    return TickPlan(
         batches=runs.batches,
         new_partition_keys=runs.new_partition_keys,
-        settling=settling,
+        settling=[f for f in files if f.changed_ns > horizon_ns],
         unsafe_names=[],
         waiting=runs.waiting,
         cursor=replace(cursor, requested=requested_marks(cursor, runs.requested, loaded)),
     )
-    poison = [m for m in messages if m.notification.problem is not None]
-    return NotifiedTick(plan, delete, release, poison)
 
 
 def _positions(due: list[SourceFile], registered: RegisteredKeys) -> dict[str, int]:

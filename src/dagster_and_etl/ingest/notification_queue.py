@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dagster_and_etl.ingest.aws_errors import aws_cause, error_code, is_aws_error
 from dagster_and_etl.ingest.s3_events import Notification, parse_message
 from dagster_and_etl.ingest.source import SourceUnavailable
-from dagster_and_etl.ingest.source_bucket import aws_cause, error_code, is_aws_error
 
 MAX_PER_CALL = 10  # SQS's own limit, for receiving and for deleting
 QUEUE_MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")

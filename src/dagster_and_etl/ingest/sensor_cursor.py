@@ -37,6 +37,9 @@ class SensorCursor:
     # Notification mode: when the sensor last listed the whole prefix, by the host's clock; the next
     # listing, which finds what the queue missed, is due `SOURCE_RECONCILE_MINUTES` later.
     listed_ns: int = 0
+    # Notification mode, while a reconciliation listing goes on over several ticks: the object key it has
+    # listed up to ("" when it has just begun); None when none goes on.
+    reconciling: str | None = None
 
     @property
     def is_fresh(self) -> bool:
@@ -60,6 +63,8 @@ class SensorCursor:
             stored["database_problem"] = self.database_problem
         if self.listed_ns:
             stored["listed_ns"] = self.listed_ns
+        if self.reconciling is not None:
+            stored["reconciling"] = self.reconciling
         return json.dumps(stored, separators=(",", ":"))
 
     @classmethod
@@ -71,7 +76,7 @@ class SensorCursor:
             requested, clock_ns = stored.get("requested", {}), stored.get("clock_ns", 0)
             floor_ns = stored.get("floor_ns", 0)
             database, problem = stored.get("database"), stored.get("database_problem")
-            listed_ns = stored.get("listed_ns", 0)
+            listed_ns, reconciling = stored.get("listed_ns", 0), stored.get("reconciling")
         except (ValueError, TypeError, AttributeError):
             return cls()
         if (
@@ -85,9 +90,12 @@ class SensorCursor:
             or not all(isinstance(v, str) for v in requested.values())
             or not isinstance(database, str | None)
             or not isinstance(problem, str | None)
+            or not isinstance(reconciling, str | None)
         ):
             return cls()
-        return cls(horizon_ns, digest, requested, clock_ns, floor_ns, database, problem, listed_ns)
+        return cls(
+            horizon_ns, digest, requested, clock_ns, floor_ns, database, problem, listed_ns, reconciling
+        )
 
 
 def version_mark(version: str) -> str:

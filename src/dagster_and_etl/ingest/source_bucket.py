@@ -12,6 +12,7 @@ import datetime as dt
 import email.utils
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dagster_and_etl.ingest.aws_errors import aws_cause, error_code, is_aws_error
 from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_for_file_name
 from dagster_and_etl.ingest.source import (
     MISSING,
@@ -42,17 +44,9 @@ REWRITE_LOOKBACK_NS = 3600 * 1_000_000_000
 # No more than the client keeps connections for (botocore's `max_pool_connections`, 10 by default):
 # beyond that, each extra request opens a connection of its own and throws it away after.
 PARALLEL_REQUESTS = 16
+# Keys a page of a listing holds: S3's most.
+PAGE_SIZE = 1000
 CHUNK_BYTES = 1 << 20
-# The error codes of a refusal of the credentials, by S3 and by SQS; a HEAD's answer has no body, so a
-# refusal there is the bare status "403".
-REFUSED = (
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "InvalidClientTokenId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "403",
-)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -87,38 +81,19 @@ def _file_of(entry: ListedFile) -> SourceFile:
     return SourceFile(name, partition_key, size, modified_ns, modified_ns, version_token(str(etag), size))
 
 
-def error_code(error: Exception) -> str | None:
-    response = getattr(error, "response", None)
-    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-
-
-def aws_cause(error: Exception, service: str = "storage") -> str:
-    """What went wrong talking to the storage (or another `service`), in words, with its error code."""
-    from botocore.exceptions import ClientError, NoCredentialsError
-
-    code = error_code(error)
-    if code in ("NoSuchBucket",):
-        return "the bucket does not exist (NoSuchBucket)"
-    if code in REFUSED:
-        return f"access was refused; check the credentials and their permissions ({code})"
-    if isinstance(error, NoCredentialsError):
-        return "no AWS credentials were found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile)"
-    if isinstance(error, ClientError):
-        message = error.response.get("Error", {}).get("Message", "")
-        return f"the {service} answered {code}: {message}".rstrip(": ")
-    return f"the {service} cannot be reached: {error}"
-
-
 def _parallel_requests(s3: Any) -> int:
     """How many requests to make at once through the client `s3`: as many as its pool keeps connections."""
     pool = getattr(getattr(getattr(s3, "meta", None), "config", None), "max_pool_connections", None)
     return max(1, min(PARALLEL_REQUESTS, pool or PARALLEL_REQUESTS))
 
 
-def is_aws_error(error: Exception) -> bool:
-    from botocore.exceptions import BotoCoreError, ClientError
+@dataclass(frozen=True)
+class ListedPart:
+    """Part of a listing of the prefix, in key order, and where the next part begins."""
 
-    return isinstance(error, BotoCoreError | ClientError)
+    listing: SourceListing  # the source files among the objects of the pages read
+    last_key: str  # the last object key (or subfolder) read: the next part lists the keys after it
+    complete: bool  # the pages read reached the end of the prefix
 
 
 @dataclass(frozen=True)
@@ -152,7 +127,7 @@ class BucketSource:
         """One paginated listing of the prefix (1,000 keys a page), taking only its direct children."""
         s3 = self.client()
         pages = s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix, Delimiter="/", PaginationConfig={"PageSize": 1000}
+            Bucket=self.bucket, Prefix=self.prefix, Delimiter="/", PaginationConfig={"PageSize": PAGE_SIZE}
         )
         found: list[ListedFile] = []
         now_ns = 0
@@ -166,6 +141,33 @@ class BucketSource:
                 raise self._unavailable("list", error) from error
             raise
         return SourceListing.of(found, now_ns, TIMESTAMP_SLACK_NS, _file_of)
+
+    def list_part(self, start_after: str, deadline: float) -> ListedPart:
+        """Pages of the prefix in key order, after the object key `start_after` (from the start when it
+        is empty), until the last page or until `deadline` (`time.monotonic()`) has passed: at least one."""
+        s3 = self.client()
+        request = {"Bucket": self.bucket, "Prefix": self.prefix, "Delimiter": "/", "MaxKeys": PAGE_SIZE}
+        resume = {"StartAfter": start_after} if start_after else {}
+        found: list[ListedFile] = []
+        now_ns, last_key = 0, start_after
+        try:
+            while True:
+                page = s3.list_objects_v2(**request, **resume)
+                now_ns = now_ns or _storage_now_ns(page)
+                found.extend(self._objects(page))
+                # Subfolders count as entries of a page too, and sort among the objects.
+                entries = [o["Key"] for o in page.get("Contents", ())]
+                entries += [p["Prefix"] for p in page.get("CommonPrefixes", ())]
+                last_key = max(entries, default=last_key)
+                if not page.get("IsTruncated") or time.monotonic() >= deadline:
+                    break
+                resume = {"ContinuationToken": page["NextContinuationToken"]}
+        except Exception as error:
+            if is_aws_error(error):
+                raise self._unavailable("list", error) from error
+            raise
+        listing = SourceListing.of(found, now_ns, TIMESTAMP_SLACK_NS, _file_of)
+        return ListedPart(listing, last_key, complete=not page.get("IsTruncated"))
 
     def _objects(self, page: dict[str, Any]) -> Iterator[ListedFile]:
         """The source files among a page's objects."""

@@ -5,10 +5,12 @@ In notification mode a tick receives, for at most `RECEIVE_SECONDS`, and plans w
 (notification_plan.py says which messages are deleted at once, which made visible again for the next
 tick, and which stay hidden until Dagster has stored this tick's requests).
 
-The prefix is still listed on the first tick on a fresh instance or after a cursor reset, as in listing
-mode, and then every `SOURCE_RECONCILE_MINUTES`, to find what the queue lost. Such a listing is judged
-against the load history, as a rebuild is: the files loaded from notifications since the last listing
-moved no horizon, and the load history is what says they are loaded.
+The prefix is still listed whole on the first tick on a fresh instance or after a cursor reset, as in
+listing mode. Then every `SOURCE_RECONCILE_MINUTES` a reconciliation lists it again, to find what the queue
+lost: a part of the prefix each tick, as many pages as `LIST_SECONDS` allow, in key order, until the end,
+so a bucket of any size fits in ticks of bounded time. Each part is judged against the load history, as a
+rebuild is, and the queue waits meanwhile (its messages are read once the listing is done; those naming
+versions the listing requested then request nothing).
 """
 
 import time
@@ -16,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy
-from dagster_and_etl.ingest.notification_plan import BucketView, plan_notified, requested_marks
+from dagster_and_etl.ingest.notification_plan import BucketView, judge_files, plan_notified, requested_marks
 from dagster_and_etl.ingest.notification_queue import NotificationQueue, QueuedMessage
 from dagster_and_etl.ingest.sensor_cursor import SensorCursor
 from dagster_and_etl.ingest.sensor_plan import RegisteredKeys, TickPlan, TickRules, plan_tick
@@ -32,6 +34,9 @@ VISIBILITY_SECONDS = 120
 RECEIVE_SECONDS = 20
 # The most messages a tick receives: more would name more files than one tick requests.
 MAX_MESSAGES = 10_000
+# How long a tick of a reconciliation lists pages (at least one), well within Dagster's 60 s for a tick:
+# the load history of the part's files is read after (BENCHMARKS.md: moto's server lists 1,400 a second).
+LIST_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -62,18 +67,19 @@ def plan_source_tick(
     queue, source = watched.queue, watched.source
     if queue is None:
         return SourceTick(_listed(source, cursor, rules, registered, loaded_versions))
-    if cursor.is_fresh or (watched.reconcile_ns and now_ns - cursor.listed_ns >= watched.reconcile_ns):
-        if not cursor.is_fresh:
-            # A reconciliation: a rebuild that keeps the versions the cursor holds as requested, and loads
-            # what it finds whatever SENSOR_INCLUDE_EXISTING_FILES says (that is about a first enable).
-            cursor = replace(cursor, horizon_ns=0, names_digest=None)
-            rules = replace(rules, include_existing=True)
+    if cursor.is_fresh:
         plan = _listed(source, cursor, rules, registered, loaded_versions)
         # The versions requested are remembered, so that their notifications, still in the queue, request
         # nothing while the runs are queued (notification_plan.requested_marks).
         marks = requested_marks(plan.cursor, plan.to_request, loaded={})
-        return SourceTick(replace(plan, cursor=replace(plan.cursor, requested=marks, listed_ns=now_ns)))
+        listed = replace(plan.cursor, requested=marks, listed_ns=now_ns, reconciling=None)
+        return SourceTick(replace(plan, cursor=listed))
     assert isinstance(source, BucketSource), "a queue is set only for a bucket (SourceFiles.queue)"
+    due = watched.reconcile_ns and now_ns - cursor.listed_ns >= watched.reconcile_ns
+    if cursor.reconciling is None and due:
+        cursor = replace(cursor, reconciling="", listed_ns=now_ns)
+    if cursor.reconciling is not None:
+        return SourceTick(_reconciled(source, cursor, rules, registered, loaded_versions))
     return _notified(source, queue, cursor, rules, registered, loaded_versions)
 
 
@@ -86,6 +92,30 @@ def _listed(
 ) -> TickPlan:
     """A listing tick, planned as listing mode plans every tick."""
     return plan_tick(source.list(), cursor, rules, registered.all, lambda: loaded_versions(None))
+
+
+def _reconciled(
+    source: BucketSource,
+    cursor: SensorCursor,
+    rules: TickRules,
+    registered: RegisteredKeys,
+    loaded_versions: Callable[[list[str] | None], Mapping[str, str]],
+) -> TickPlan:
+    """The next part of a reconciliation listing, planned; the cursor says where the next part begins,
+    or that the listing is done. Files left waiting by the runs-per-tick limit are listed again."""
+    assert cursor.reconciling is not None
+    part = source.list_part(cursor.reconciling, time.monotonic() + LIST_SECONDS)
+    listing = part.listing
+    plan = judge_files(
+        listing.files, listing.now_ns, source.slack_ns, cursor, rules, registered, loaded_versions
+    )
+    listed_up_to: str | None = None if part.complete else part.last_key
+    if plan.waiting:
+        first_waiting = min(source.prefix + f.name for f in plan.waiting)
+        before = [key for f in listing.files if (key := source.prefix + f.name) < first_waiting]
+        listed_up_to = max(before, default=cursor.reconciling)
+    reconciled = replace(plan.cursor, reconciling=listed_up_to)
+    return replace(plan, cursor=reconciled, unsafe_names=listing.unsafe_names, rebuilt=True)
 
 
 def _notified(
