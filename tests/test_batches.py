@@ -1,6 +1,7 @@
 """Many partitions per run: the sensor turns a backlog into few runs, and one run loads many partitions."""
 
 import os
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +12,10 @@ from dagster_and_etl.ingest.sensor_cursor import SensorCursor
 from dagster_and_etl.ingest.sensor_plan import TickRules, plan_tick
 from dagster_and_etl.ingest.source_folder import list_source_files
 from dagster_and_etl.sample_data import HEADER, sample_csv
+from dagster_and_etl.testing import SensorDaemon
+from tests.landing import BucketLanding, FolderLanding
 from tests.support import SensorTicks, rows_per_partition, wait_until_settled, write_source_file
+from tests.test_exactly_once import GOOD_ROW, loads_per_version
 
 SECOND = 1_000_000_000
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -171,3 +175,54 @@ def test_a_backfill_runs_days_in_one_run_and_files_in_batches_of_the_sensors_siz
     for asset in (assets.import_dynamic_partition_file, assets.duckdb_dynamic_partition_table):
         # SENSOR_MAX_BATCH as it was when the code location loaded: its default, 500, in `make test`.
         assert asset.backfill_policy == dg.BackfillPolicy.multi_run(max_partitions_per_run=500)
+
+
+def test_a_batch_is_cut_by_bytes_and_a_file_larger_than_the_limit_runs_alone(source_dir: Path) -> None:
+    keys = write_backlog(source_dir, 6)
+    big = source_dir / f"{keys[2]}.csv"
+    big.write_text(big.read_text() + "\n" + "\n".join([big.read_text().splitlines()[1]] * 50))
+    os.utime(big, (1_500_000_003, 1_500_000_003))  # still third oldest
+    small = (source_dir / f"{keys[0]}.csv").stat().st_size
+
+    plan = settled_plan(source_dir, [], max_batch=500, max_batch_bytes=2 * small + 1)
+
+    assert big.stat().st_size > 2 * small + 1
+    assert [batch.partition_keys for batch in plan.batches] == [keys[0:2], keys[2:3], keys[3:5], keys[5:6]]
+    assert all(
+        sum(f.size for f in batch.files) <= 2 * small + 1 for batch in plan.batches if len(batch.files) > 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("limit", "runs"),
+    [(None, [["a", "b", "c", "d", "e"]]), ("small", [["a", "b"], ["c"], ["d", "e"]])],
+    ids=["default_limit", "small_limit"],
+)
+def test_runs_cut_by_bytes_load_every_file_once(
+    landing: FolderLanding | BucketLanding,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    duckdb_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    limit: str | None,
+    runs: list[list[str]],
+) -> None:
+    """Five files, the third four times the size of the others: with the project's 1 GiB they load in one
+    run; with room for two small files a run, in three, the large file alone."""
+    monkeypatch.delenv("SENSOR_MAX_BATCH")
+    rows = {"a": 10, "b": 10, "c": 40, "d": 10, "e": 10}
+    texts = {key: "\n".join([HEADER, *[GOOD_ROW] * count]) for key, count in rows.items()}
+    if limit is not None:
+        monkeypatch.setenv("SENSOR_MAX_BATCH_BYTES", str(2 * len(texts["a"]) + 1))
+    for key, text in texts.items():
+        landing.write(f"{key}.csv", text)
+        time.sleep(0.01)  # oldest first: a to e (a bucket's whole seconds order them by name)
+    landing.wait_until_settled()
+    daemon = SensorDaemon(instance, defs)
+
+    (tick,) = [tick for tick in daemon.run_until_idle() if tick.launched]
+
+    assert [daemon.keys_of(request) for request in tick.launched] == runs
+    assert all(run.success for run in tick.runs)
+    assert rows_per_partition(duckdb_path) == rows
+    assert set(loads_per_version(duckdb_path).values()) == {1}

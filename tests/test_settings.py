@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from dagster_and_etl.settings import PROJECT_ROOT, SETTINGS, Setting
+from dagster_and_etl.settings import PROJECT_ROOT, SENSOR_MAX_BATCH_BYTES, SETTINGS, Setting, SettingError
 
 # `NAME=value`, or `# NAME=example` for a setting left unset.
 ENV_LINE = re.compile(r"^(?P<commented>#\s*)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
@@ -123,3 +123,25 @@ def test_every_resource_field_for_a_setting_is_described_by_it() -> None:
     # Read only when the code location loads, by the sensors' decorators, or only from the environment.
     not_fields = {"SENSOR_INTERVAL_SECONDS", "ALERT_INTERVAL_SECONDS", "ALERT_WEBHOOK_URL"}
     assert names == {setting.name for setting in SETTINGS} - not_fields
+
+
+@pytest.mark.parametrize(
+    ("raw", "size"),
+    [("1073741824", 2**30), ("1GiB", 2**30), ("500MB", 500_000_000), ("1.5 KiB", 1536), ("10b", 10)],
+)
+def test_a_byte_size_is_a_number_of_bytes_or_a_number_and_its_unit(
+    raw: str, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENSOR_MAX_BATCH_BYTES", raw)
+    assert SENSOR_MAX_BATCH_BYTES.read() == size
+
+
+@pytest.mark.parametrize("raw", ["lots", "1 GB more", "0", "-5", "2PB"])
+def test_a_byte_size_that_is_none_fails_naming_the_setting_and_the_value(
+    raw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENSOR_MAX_BATCH_BYTES", raw)
+    with pytest.raises(
+        SettingError, match=rf"^SENSOR_MAX_BATCH_BYTES must be .*, got {re.escape(repr(raw))}$"
+    ):
+        SENSOR_MAX_BATCH_BYTES.read()

@@ -12,6 +12,7 @@ Relative paths are resolved against the project root, never the working director
 
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,22 @@ def _count(name: str, raw: str) -> int:
     return count
 
 
+_BYTE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_BYTE_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def _bytes(name: str, raw: str) -> int:
+    """A size of at least one byte: a whole number of bytes, or a number and a unit (`500MB`, `1GiB`)."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", raw)
+    unit = found and _BYTE_UNITS.get(found[2].upper())
+    if not found or unit is None:
+        raise SettingError(f"{name} must be a size such as 1073741824, 500MB or 1GiB, got {raw!r}")
+    size = int(float(found[1]) * unit)
+    if size < 1:
+        raise SettingError(f"{name} must be at least 1 byte, got {raw!r}")
+    return size
+
+
 @dataclass(frozen=True)
 class Setting(Generic[T]):
     """One setting: the environment variable that holds it, its default ("" is unset), its meaning as
@@ -151,6 +168,12 @@ SENSOR_SETTLE_SECONDS = Setting(
     "SENSOR_SETTLE_SECONDS", "5", "How long a file must be unchanged before the sensor loads it", _seconds
 )
 SENSOR_MAX_BATCH = Setting("SENSOR_MAX_BATCH", "500", "The most files the sensor puts in one run", _count)
+SENSOR_MAX_BATCH_BYTES = Setting(
+    "SENSOR_MAX_BATCH_BYTES",
+    "1GiB",
+    "The most bytes of files in one run, such as `500MB`; a larger file runs alone",
+    _bytes,
+)
 SENSOR_MAX_RUNS_PER_TICK = Setting(
     "SENSOR_MAX_RUNS_PER_TICK",
     "20",
@@ -213,6 +236,7 @@ SETTINGS: tuple[Setting, ...] = (
     DUCKDB_DATABASE,
     SENSOR_SETTLE_SECONDS,
     SENSOR_MAX_BATCH,
+    SENSOR_MAX_BATCH_BYTES,
     SENSOR_MAX_RUNS_PER_TICK,
     SENSOR_INCLUDE_EXISTING_FILES,
     SENSOR_INTERVAL_SECONDS,

@@ -124,12 +124,17 @@ class SensorTuning(dg.ConfigurableResource):
     """How `dynamic_sensor` batches what it finds, and what its first tick does; only the sensor takes it."""
 
     max_batch: int | None = settings.SENSOR_MAX_BATCH.field()
+    max_batch_bytes: str | None = settings.SENSOR_MAX_BATCH_BYTES.field()
     max_runs_per_tick: int | None = settings.SENSOR_MAX_RUNS_PER_TICK.field()
     include_existing_files: bool | None = settings.SENSOR_INCLUDE_EXISTING_FILES.field()
 
     @property
     def batch_size(self) -> int:
         return settings.SENSOR_MAX_BATCH.read(self.max_batch)
+
+    @property
+    def batch_bytes(self) -> int:
+        return settings.SENSOR_MAX_BATCH_BYTES.read(self.max_batch_bytes)
 
     @property
     def runs_per_tick(self) -> int:
@@ -144,6 +149,7 @@ class SensorTuning(dg.ConfigurableResource):
         return TickRules(
             settle_ns=source_files.settle_ns,
             max_batch=self.batch_size,
+            max_batch_bytes=self.batch_bytes,
             max_runs=self.runs_per_tick,
             include_existing=self.include_existing,
             lookback_ns=source_files.source.lookback_ns,

@@ -118,7 +118,8 @@ def judge_files(
     unheld = [f.partition_key for f in settled if not cursor.holds_request(f)]
     loaded = loaded_versions(unheld) if unheld else {}
     due = not_loaded_nor_requested(settled, loaded, cursor)
-    runs = tick_runs(due, _positions(due, registered), rules.max_batch, rules.max_runs)
+    position = _positions(due, registered)
+    runs = tick_runs(due, position, rules.max_batch, rules.max_runs, rules.max_batch_bytes)
     return TickPlan(
         batches=runs.batches,
         new_partition_keys=runs.new_partition_keys,

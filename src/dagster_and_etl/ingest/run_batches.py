@@ -37,15 +37,19 @@ class RunBatch:
         return f"{span}@{digest}"
 
 
-def _batches(due: list[tuple[int, SourceFile]], max_batch: int) -> list[RunBatch]:
-    """Groups due files, by key position, into runs of at most `max_batch` consecutive keys."""
+def _batches(due: list[tuple[int, SourceFile]], max_batch: int, max_bytes: int | None) -> list[RunBatch]:
+    """Groups due files, by key position, into runs of at most `max_batch` consecutive keys and, with
+    `max_bytes`, at most that many bytes: a file larger than that runs alone."""
     batches: list[RunBatch] = []
-    previous = -2
+    previous, size = -2, 0
     for position, source_file in sorted(due, key=lambda item: item[0]):
-        if batches and len(batches[-1].files) < max_batch and position == previous + 1:
+        fits = max_bytes is None or size + source_file.size <= max_bytes
+        if batches and len(batches[-1].files) < max_batch and position == previous + 1 and fits:
             batches[-1].files.append(source_file)
+            size += source_file.size
         else:
             batches.append(RunBatch([source_file]))
+            size = source_file.size
         previous = position
     return batches
 
@@ -74,13 +78,18 @@ class TickRuns:
 
 
 def tick_runs(
-    due: list[SourceFile], position: Mapping[str, int], max_batch: int, max_runs: int | None
+    due: list[SourceFile],
+    position: Mapping[str, int],
+    max_batch: int,
+    max_runs: int | None,
+    max_bytes: int | None = None,
 ) -> TickRuns:
-    """The due files in runs of at most `max_batch` keys, registered keys in their order (`position`),
-    then new ones oldest first; the first `max_runs` runs are requested (all of them with None)."""
+    """The due files in runs of at most `max_batch` keys and `max_bytes` bytes, registered keys in their
+    order (`position`), then new ones oldest first; the first `max_runs` runs are requested (all of them
+    with None)."""
     placed = [(position[f.partition_key], f) for f in due if f.partition_key in position]
     placed += [(len(position) + index, f) for index, f in enumerate(_new_files(due, position))]
-    batches = _batches(placed, max_batch)
+    batches = _batches(placed, max_batch, max_bytes)
     kept = batches if max_runs is None else batches[:max_runs]
     waiting = [source_file for batch in batches[len(kept) :] for source_file in batch.files]
     return TickRuns(kept, waiting, position)

@@ -82,6 +82,7 @@ class TickRules:
 
     settle_ns: int = 0  # how long a file must go unchanged before it is due
     max_batch: int = 1  # the most files in one run
+    max_batch_bytes: int | None = None  # the most bytes in one run, but for a larger file alone; None: any
     max_runs: int | None = None  # the most runs one tick requests; None: no limit
     include_existing: bool = True  # whether a first tick on a fresh instance loads what is already there
     lookback_ns: int = 0  # how long before the horizon a change may be stamped (`Source.lookback_ns`)
@@ -202,7 +203,8 @@ def _requested(
 ) -> TickPlan:
     """The due files in runs (registered keys in their order, then new ones oldest first), as many as
     the runs-per-tick limit lets through, and the cursor that remembers them."""
-    runs = tick_runs(due, position, tick.rules.max_batch, tick.rules.max_runs)
+    rules = tick.rules
+    runs = tick_runs(due, position, rules.max_batch, rules.max_runs, rules.max_batch_bytes)
     requested, waiting = runs.requested, runs.waiting
     if tick.rebuild:
         next_cursor = _rebuilt_cursor(tick, requested, waiting, settled, settling)
