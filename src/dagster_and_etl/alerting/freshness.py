@@ -2,6 +2,7 @@
 without its current version being loaded. It has no calendar, so lateness is measured per file."""
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from dagster_and_etl.ingest.source import SourceFile, SourceListing
 
@@ -19,3 +20,34 @@ def waiting_files(
         and loaded_versions.get(source_file.partition_key) != source_file.version
     ]
     return sorted(late, key=lambda source_file: (source_file.changed_ns, source_file.name))
+
+
+# The least time between two reports of the backlog: its figures change at most once a minute in the
+# asset's plots, however often the sensor ticks, so the event log grows by at most a row a minute.
+BACKLOG_REPORT_NS = 60 * 10**9
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """How far the event-driven table is behind its source: the files whose current version is not
+    loaded, their bytes, and how long the oldest of them has waited."""
+
+    files: int
+    bytes: int
+    oldest_seconds: int
+
+    @classmethod
+    def of(cls, listing: SourceListing, loaded_versions: Mapping[str, str], now_ns: int) -> "Backlog":
+        waiting = [f for f in listing.files if loaded_versions.get(f.partition_key) != f.version]
+        oldest_ns = min((f.changed_ns for f in waiting), default=now_ns)
+        return cls(len(waiting), sum(f.size for f in waiting), max(0, (now_ns - oldest_ns) // 10**9))
+
+    @property
+    def figures(self) -> list[int]:
+        return [self.files, self.bytes, self.oldest_seconds]
+
+
+def backlog_report_due(backlog: Backlog, reported: list[int] | None, reported_ns: int, now_ns: int) -> bool:
+    """Whether to report the backlog now: its figures differ from those last reported, and a minute has
+    passed since (an empty backlog, once reported, is not reported again while it stays empty)."""
+    return backlog.figures != reported and now_ns - reported_ns >= BACKLOG_REPORT_NS

@@ -37,6 +37,9 @@ class AlertCursor:
     retrying: list[str] = field(default_factory=list)
     # The last result of the waiting-files check reported to Dagster, so it is reported when it changes.
     waiting_reported: str | None = None
+    # The event-driven table's backlog figures last reported as an observation, and when (host clock).
+    backlog_reported: list[int] | None = None
+    backlog_reported_ns: int = 0
     pending: list[Alert] = field(default_factory=list)
 
     @classmethod
@@ -51,6 +54,8 @@ class AlertCursor:
             waiting_floor_ns=int(data.get("waiting_floor_ns", 0)),
             retrying=list(data.get("retrying", [])),
             waiting_reported=data.get("waiting_reported"),
+            backlog_reported=data.get("backlog_reported"),
+            backlog_reported_ns=int(data.get("backlog_reported_ns", 0)),
             pending=[Alert(key, text) for key, text in data.get("pending", [])],
         )
 
@@ -63,6 +68,8 @@ class AlertCursor:
                 "waiting_floor_ns": self.waiting_floor_ns,
                 "retrying": self.retrying,
                 "waiting_reported": self.waiting_reported,
+                "backlog_reported": self.backlog_reported,
+                "backlog_reported_ns": self.backlog_reported_ns,
                 "pending": [[alert.key, alert.text] for alert in self.pending],
             },
             separators=(",", ":"),

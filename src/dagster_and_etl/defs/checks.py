@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from dagster_and_etl.alerting.freshness import waiting_files
+from dagster_and_etl.alerting.freshness import Backlog, waiting_files
 from dagster_and_etl.alerting.records import WaitingFile
 from dagster_and_etl.defs import assets
 from dagster_and_etl.defs.resources import FileFreshness, SourceFiles, StagingDatabase
@@ -52,6 +52,7 @@ class WaitingFiles:
 
     files: list[WaitingFile]
     limit_minutes: int
+    backlog: Backlog  # every file not loaded at its current version, however long it has waited
 
     @property
     def passed(self) -> bool:
@@ -90,6 +91,18 @@ class WaitingFiles:
             ),
         }
 
+    def backlog_observation(self) -> dg.AssetObservation:
+        """The backlog as numbers, which the table's Plots tab draws over time."""
+        return dg.AssetObservation(
+            asset_key=assets.duckdb_dynamic_partition_table.key,
+            description="Files in the source not loaded at their current version.",
+            metadata={
+                "backlog_files": dg.MetadataValue.int(self.backlog.files),
+                "backlog_bytes": dg.MetadataValue.int(self.backlog.bytes),
+                "backlog_oldest_seconds": dg.MetadataValue.int(self.backlog.oldest_seconds),
+            },
+        )
+
     def evaluation(self) -> dg.AssetCheckEvaluation:
         """The result as the sensor reports it, without a run."""
         return dg.AssetCheckEvaluation(
@@ -124,6 +137,7 @@ def find_waiting_files(
             for f in late
         ],
         limit,
+        Backlog.of(listing, loaded, listing.now_ns),
     )
 
 

@@ -33,6 +33,7 @@ import warnings
 import dagster as dg
 
 from dagster_and_etl.alerting.events import FRESH, overdue_partition
+from dagster_and_etl.alerting.freshness import backlog_report_due
 from dagster_and_etl.alerting.messages import overdue_partition_alert, waiting_files_alert
 from dagster_and_etl.alerting.outbox import AlertCursor
 from dagster_and_etl.alerting.records import Alert, OverduePartition
@@ -157,17 +158,22 @@ def _waiting_files_alerts(
     database: StagingDatabase,
     freshness: FileFreshness,
     ui_url: str,
-) -> tuple[list[Alert], list[dg.AssetCheckEvaluation], str]:
-    """Evaluates the event-driven table's freshness: the result to report when it changed, and an alert
-    for the file versions newly found waiting too long."""
+) -> tuple[list[Alert], list[dg.AssetCheckEvaluation | dg.AssetObservation], str]:
+    """Evaluates the event-driven table's freshness: the result to report when it changed, its backlog
+    when that changed (at most once a minute), and an alert for the file versions newly found waiting
+    too long."""
     try:
         waiting = checks.find_waiting_files(source_files, database, freshness)
     except (SourceUnavailable, DatabaseBusy) as error:
         return [], [], f"Waiting files not checked this tick: {error}"
-    reports = []
+    reports: list[dg.AssetCheckEvaluation | dg.AssetObservation] = []
     if waiting.signature != cursor.waiting_reported:
         reports.append(waiting.evaluation())
         cursor.waiting_reported = waiting.signature
+    now_ns = time.time_ns()
+    if backlog_report_due(waiting.backlog, cursor.backlog_reported, cursor.backlog_reported_ns, now_ns):
+        reports.append(waiting.backlog_observation())
+        cursor.backlog_reported, cursor.backlog_reported_ns = waiting.backlog.figures, now_ns
     new = cursor.newly_waiting(waiting.files)
     table = assets.duckdb_dynamic_partition_table.key.to_user_string()
     alerts = [waiting_files_alert(table, new, waiting.limit_minutes, ui_url)] if new else []

@@ -1,0 +1,69 @@
+"""How far the event-driven table is behind: `alert_sensor` reports the files in the source not loaded at
+their current version, their bytes and the oldest one's wait, as numbers on an observation of the table,
+which its Plots tab draws over time; only when they change, and at most once a minute."""
+
+import time
+
+import dagster as dg
+import time_machine
+
+from dagster_and_etl.defs import assets
+from dagster_and_etl.sample_data import sample_csv
+from dagster_and_etl.testing import SensorDaemon
+from tests.landing import BucketLanding, FolderLanding
+
+TABLE = assets.duckdb_dynamic_partition_table.key
+
+
+def reported(instance: dg.DagsterInstance) -> list[tuple[int, int, int]]:
+    """The backlog figures observed so far, oldest first: (files, bytes, oldest file's wait in seconds)."""
+    records = instance.fetch_observations(TABLE, limit=100, ascending=True).records
+    figures = []
+    for record in records:
+        observation = record.asset_observation
+        assert observation is not None
+        metadata = observation.metadata
+        figures.append(
+            (
+                metadata["backlog_files"].value,
+                metadata["backlog_bytes"].value,
+                metadata["backlog_oldest_seconds"].value,
+            )
+        )
+    return figures
+
+
+def test_the_backlog_rises_while_the_sensor_is_stopped_and_falls_to_zero_once_loaded(
+    landing: FolderLanding | BucketLanding, instance: dg.DagsterInstance, defs: dg.Definitions
+) -> None:
+    alerts = SensorDaemon(instance, defs, sensor_name="alert_sensor")
+    alerts.tick()
+    assert reported(instance) == [(0, 0, 0)]  # a first point for the plot: nothing waits
+    texts = {name: sample_csv(seed=seed) for seed, name in enumerate(["a.csv", "b.csv", "c.csv"])}
+    size = {name: len(text.encode()) for name, text in texts.items()}
+    landing.write("a.csv", texts["a.csv"])
+    landing.write("b.csv", texts["b.csv"])
+    start = time.time()
+
+    with time_machine.travel(start + 61, tick=False):
+        alerts.tick()
+    landing.write("c.csv", texts["c.csv"])  # by the real clock: a bucket's server stamps it so too
+    with time_machine.travel(start + 62, tick=False):
+        alerts.tick()  # the figures changed, but within the minute: not reported yet
+    first = reported(instance)[1:]
+    assert [(files, size_) for files, size_, _ in first] == [(2, size["a.csv"] + size["b.csv"])]
+
+    with time_machine.travel(start + 122, tick=False):
+        alerts.tick()
+    rising = reported(instance)[2:]
+    assert [(files, size_) for files, size_, _ in rising] == [(3, sum(size.values()))]
+    assert rising[0][2] >= first[0][2]  # the oldest file has waited longer
+
+    landing.wait_until_settled()
+    SensorDaemon(instance, defs).run_until_idle()  # dynamic_sensor started: all three loaded
+    with time_machine.travel(start + 183, tick=False):
+        alerts.tick()
+    with time_machine.travel(start + 244, tick=False):
+        alerts.tick()  # a minute later, still nothing waits: nothing more to report
+
+    assert reported(instance)[3:] == [(0, 0, 0)]
