@@ -7,7 +7,8 @@ import duckdb
 import pytest
 
 from dagster_and_etl.sample_data import HEADER, sample_csv
-from tests.support import run_daily, write_source_file
+from dagster_and_etl.testing import SensorDaemon
+from tests.support import run_daily, wait_until_settled, with_bad_value, write_source_file
 
 DAY, NEIGHBOUR = "2018-01-22", "2018-01-23"
 GOOD_ROW = '"2018/09/28","264.7700","33597290.0000","270.2600","278.0000","260.5550"'
@@ -203,3 +204,42 @@ def test_a_file_wrong_throughout_keeps_only_a_hundred_bad_lines_in_memory(
     assert "100 or more bad lines: line 2, column date" in description
     assert len(metadata["bad_lines"]) == 20  # the failure lists the first twenty
     assert rows(duckdb_path, DAY) == loaded[DAY]
+
+
+def test_a_failed_partition_itself_says_which_file_line_and_column_without_quoting_it(
+    defs, instance, source_dir: Path, loaded
+) -> None:
+    """What the partition's page shows beside "failed": an observation of that partition, in one line."""
+    path = write_source_file(source_dir, f"{DAY}.csv", with_bad_value(1, line=3, column=0, value="9999.4242"))
+
+    assert not run_daily(defs, instance, DAY).success
+
+    table = dg.AssetKey("duckdb_partition_table")
+    observed = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=table, asset_partitions=[DAY, NEIGHBOUR]), limit=10
+    ).records
+    (record,) = observed  # the bad day's only: its neighbour loaded
+    observation = record.asset_observation
+    assert observation is not None and observation.partition == DAY
+    said = observation.metadata["load_failed"].value
+    assert said.startswith(f"{path}: ") and "line 3" in said and "date" in said
+    assert "9999.4242" not in said and "\n" not in said
+
+
+def test_in_a_batch_only_the_bad_files_partition_is_told_why(
+    defs, instance, source_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SENSOR_MAX_BATCH")  # one run for the three
+    write_source_file(source_dir, "a.csv", sample_csv(seed=1))
+    bad = write_source_file(source_dir, "b.csv", with_bad_value(2, line=4, column=2, value="lots"))
+    write_source_file(source_dir, "c.csv", sample_csv(seed=3))
+    wait_until_settled(source_dir)
+
+    (tick,) = [tick for tick in SensorDaemon(instance, defs).run_until_idle() if tick.launched]
+
+    assert [run.success for run in tick.runs] == [False]
+    table = dg.AssetKey("duckdb_dynamic_partition_table")
+    records = instance.fetch_observations(table, limit=10).records
+    told = {r.asset_observation.partition: r.asset_observation.metadata["load_failed"].value for r in records}
+    assert list(told) == ["b"]
+    assert told["b"].startswith(f"{bad}: ") and "line 4" in told["b"] and "lots" not in told["b"]

@@ -24,6 +24,7 @@ from dagster_and_etl.reporting.loads import (
     LoadOutcome,
     Pipeline,
     check_results,
+    failed_partition_observations,
     load_failure,
     materializations,
     missing_files,
@@ -170,6 +171,7 @@ def _load_partitions(
     for warning in missing_files(outcome, pipeline, str(source_files.source), _is_re_execution(context)):
         context.log.warning(warning)  # taken away on purpose, as a bad file may be, before the re-execution
     yield from check_results(outcome)
+    yield from failed_partition_observations(context.asset_key, outcome)
     if (failure := load_failure(outcome)) is not None:
         raise failure
 

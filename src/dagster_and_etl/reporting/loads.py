@@ -139,6 +139,21 @@ def check_results(outcome: LoadOutcome) -> list[dg.AssetCheckResult]:
     ]
 
 
+def failed_partition_observations(asset_key: dg.AssetKey, outcome: LoadOutcome) -> list[dg.AssetObservation]:
+    """For each partition whose file could not be loaded, an observation of that partition saying why in
+    one line (the file, the line, the column, the kind of error; never the file's values). The partition's
+    page shows it beside its status, while the run's failure metadata shows only in the run's logs."""
+    return [
+        dg.AssetObservation(
+            asset_key=asset_key,
+            partition=key,
+            description=f"Not loaded: {error.path}: {error.summary}",
+            metadata={"load_failed": dg.MetadataValue.text(f"{error.path}: {error.summary}")},
+        )
+        for key, error in outcome.report.failed.items()
+    ]
+
+
 def load_failure(outcome: LoadOutcome) -> dg.Failure | None:
     """The failure that ends the run, if any: files that kept changing (retried), or bad files (not)."""
     report = outcome.report
