@@ -1,6 +1,7 @@
 """How far the event-driven table is behind: `alert_sensor` reports the files in the source not loaded at
-their current version, their bytes and the oldest one's wait, as numbers on an observation of the table,
-which its Plots tab draws over time; only when they change, and at most once a minute."""
+their current version, their bytes and the oldest one's wait, as numbers on the `files_loaded_in_time`
+check's result, whose page plots them over time; when the check's result changes, or when the numbers
+do, at most once a minute."""
 
 import time
 
@@ -8,23 +9,22 @@ import dagster as dg
 import time_machine
 
 from dagster_and_etl.defs import assets
+from dagster_and_etl.defs.checks import WAITING_FILES_CHECK
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.testing import SensorDaemon
 from tests.landing import BucketLanding, FolderLanding
 
-TABLE = assets.duckdb_dynamic_partition_table.key
+WAITING_CHECK = dg.AssetCheckKey(assets.duckdb_dynamic_partition_table.key, WAITING_FILES_CHECK)
 
 
 def reported(instance: dg.DagsterInstance) -> list[tuple[int, int, int]]:
-    """The backlog figures observed so far, oldest first: (files, bytes, oldest file's wait in seconds)."""
-    records = instance.fetch_observations(TABLE, limit=100, ascending=True).records
+    """The backlog figures reported so far, oldest first: (files, bytes, oldest file's wait in seconds)."""
+    history = instance.event_log_storage.get_asset_check_execution_history(WAITING_CHECK, limit=100)
     figures = []
-    for record in records:
-        observation = record.asset_observation
-        assert observation is not None
-        metadata = observation.metadata
-        if "backlog_files" not in metadata:  # a partition's own observation: why its file failed
-            continue
+    for record in reversed(history):  # newest first
+        evaluation = record.event.asset_check_evaluation if record.event else None
+        assert evaluation is not None
+        metadata = evaluation.metadata
         figures.append(
             (
                 metadata["backlog_files"].value,

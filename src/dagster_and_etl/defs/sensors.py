@@ -158,21 +158,22 @@ def _waiting_files_alerts(
     database: StagingDatabase,
     freshness: FileFreshness,
     ui_url: str,
-) -> tuple[list[Alert], list[dg.AssetCheckEvaluation | dg.AssetObservation], str]:
-    """Evaluates the event-driven table's freshness: the result to report when it changed, its backlog
-    when that changed (at most once a minute), and an alert for the file versions newly found waiting
+) -> tuple[list[Alert], list[dg.AssetCheckEvaluation], str]:
+    """Evaluates the event-driven table's freshness: the result to report when it changed or when its
+    backlog figures did (at most once a minute), and an alert for the file versions newly found waiting
     too long."""
     try:
         waiting = checks.find_waiting_files(source_files, database, freshness)
     except (SourceUnavailable, DatabaseBusy) as error:
         return [], [], f"Waiting files not checked this tick: {error}"
-    reports: list[dg.AssetCheckEvaluation | dg.AssetObservation] = []
-    if waiting.signature != cursor.waiting_reported:
+    reports = []
+    now_ns = time.time_ns()
+    backlog_due = backlog_report_due(
+        waiting.backlog, cursor.backlog_reported, cursor.backlog_reported_ns, now_ns
+    )
+    if waiting.signature != cursor.waiting_reported or backlog_due:
         reports.append(waiting.evaluation())
         cursor.waiting_reported = waiting.signature
-    now_ns = time.time_ns()
-    if backlog_report_due(waiting.backlog, cursor.backlog_reported, cursor.backlog_reported_ns, now_ns):
-        reports.append(waiting.backlog_observation())
         cursor.backlog_reported, cursor.backlog_reported_ns = waiting.backlog.figures, now_ns
     new = cursor.newly_waiting(waiting.files)
     table = assets.duckdb_dynamic_partition_table.key.to_user_string()
