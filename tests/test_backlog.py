@@ -6,6 +6,7 @@ do, at most once a minute."""
 import time
 
 import dagster as dg
+import pytest
 import time_machine
 
 from dagster_and_etl.defs import assets
@@ -36,8 +37,12 @@ def reported(instance: dg.DagsterInstance) -> list[tuple[int, int, int]]:
 
 
 def test_the_backlog_rises_while_the_sensor_is_stopped_and_falls_to_zero_once_loaded(
-    landing: FolderLanding | BucketLanding, instance: dg.DagsterInstance, defs: dg.Definitions
+    landing: FolderLanding | BucketLanding,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("SENSOR_MAX_BATCH")  # the three files load in one run
     alerts = SensorDaemon(instance, defs, sensor_name="alert_sensor")
     alerts.tick()
     assert reported(instance) == [(0, 0, 0)]  # a first point for the plot: nothing waits
