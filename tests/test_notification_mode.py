@@ -177,6 +177,30 @@ def test_a_reconciliation_lists_a_part_of_the_prefix_each_tick_until_the_end(
     assert set(loads_per_version(duckdb_path).values()) == {1}
 
 
+def test_a_reconciliation_cut_by_the_runs_per_tick_limit_lists_the_waiting_files_again(
+    notified: NotifiedBucket, daemon: SensorDaemon, duckdb_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three lost objects on one page, one run a tick: each tick requests the next, and the listing ends
+    only once none waits."""
+    monkeypatch.setenv("SENSOR_MAX_RUNS_PER_TICK", "1")
+    first_listing(daemon)
+    land(notified, {"lost-a.csv": None, "lost-b.csv": None, "lost-c.csv": None})
+    notified.queue.delete([m.receipt_handle for m in notified.receive_all()])
+    monkeypatch.setenv("SOURCE_RECONCILE_MINUTES", "60")
+    daemon.cursor = json.dumps({**json.loads(daemon.cursor or "{}"), "listed_ns": 1})  # an hour ago
+
+    requested, listing = [], []
+    for _ in range(3):
+        requested.append(daemon.tick().partition_keys)
+        listing.append(json.loads(daemon.cursor or "{}").get("reconciling"))
+
+    assert sorted(key for keys in requested for key in keys) == ["lost-a", "lost-b", "lost-c"]
+    assert [len(keys) for keys in requested] == [1, 1, 1]
+    assert listing[-1] is None and all(marker is not None for marker in listing[:-1])
+    assert rows_per_partition(duckdb_path) == dict.fromkeys(["lost-a", "lost-b", "lost-c"], 10)
+    assert set(loads_per_version(duckdb_path).values()) == {1}
+
+
 def test_a_reset_cursor_lists_once_and_requests_nothing_already_loaded(
     notified: NotifiedBucket, daemon: SensorDaemon, duckdb_path
 ) -> None:
