@@ -22,8 +22,9 @@ def waiting_files(
     return sorted(late, key=lambda source_file: (source_file.changed_ns, source_file.name))
 
 
-# The least time between two reports of the backlog: its figures change at most once a minute in the
-# asset's plots, however often the sensor ticks, so the event log grows by at most a row a minute.
+# The least time between two reports of the backlog (on the files_loaded_in_time check's results, whose
+# page plots them): at most one a minute however often the sensor ticks, so the event log grows by at
+# most a row a minute.
 BACKLOG_REPORT_NS = 60 * 10**9
 
 
