@@ -295,3 +295,18 @@ def test_a_missing_queue_fails_the_tick_naming_it_and_deletes_nothing(
 
     assert raised.value.description == f"Cannot read the queue {missing}: the queue does not exist."
     assert daemon.cursor == cursor
+
+
+def test_a_missing_queue_fails_the_first_tick_before_it_lists(
+    notified: NotifiedBucket, daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch, s3_settings: S3Server
+) -> None:
+    """The tick that turns the sensor on already says the queue is wrong, and registers nothing."""
+    missing = f"{s3_settings.endpoint_url}/123456789012/no-such-queue"
+    monkeypatch.setenv("SOURCE_QUEUE_URL", missing)
+    land(notified, {"a.csv": None})
+
+    with pytest.raises(dg.Failure) as raised:
+        daemon.tick()
+
+    assert raised.value.description == f"Cannot read the queue {missing}: the queue does not exist."
+    assert daemon.cursor is None and daemon.instance.get_dynamic_partitions("dynamic_partition") == []

@@ -42,6 +42,16 @@ class NotificationQueue:
         cause = "the queue does not exist" if missing else aws_cause(error, "queue")
         return SourceUnavailable(f"Cannot {doing} the queue {self.url}: {cause}.")
 
+    def check(self) -> None:
+        """Fails, naming the queue and the cause, unless it can be reached: before a first listing, so a
+        queue that is missing or refused fails the tick that turns the sensor on, not the one after."""
+        try:
+            self.client().get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
+        except Exception as error:
+            if is_aws_error(error):
+                raise self._unavailable("read", error) from error
+            raise
+
     def receive(self, most: int, hidden_seconds: int, deadline: float) -> list[QueuedMessage]:
         """Up to `most` messages, each hidden from other readers for `hidden_seconds`, oldest first;
         fewer once the queue answers with none or `deadline` (`time.monotonic()`) has passed."""

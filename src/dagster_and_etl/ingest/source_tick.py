@@ -68,6 +68,7 @@ def plan_source_tick(
     if queue is None:
         return SourceTick(_listed(source, cursor, rules, registered, loaded_versions))
     if cursor.is_fresh:
+        queue.check()
         plan = _listed(source, cursor, rules, registered, loaded_versions)
         # The versions requested are remembered, so that their notifications, still in the queue, request
         # nothing while the runs are queued (notification_plan.requested_marks).
