@@ -181,9 +181,10 @@ def test_duckdb_settings_apply_to_every_connection(monkeypatch, tmp_path) -> Non
         found = dict(
             conn.execute(
                 "SELECT name, value FROM duckdb_settings()"
-                " WHERE name IN ('memory_limit', 'threads', 'temp_directory')"
+                " WHERE name IN ('memory_limit', 'threads', 'temp_directory', 'enable_progress_bar')"
             ).fetchall()
         )
+    assert found["enable_progress_bar"] == "false"  # no bars in a long load's run output
     assert found["threads"] == "1"
     assert found["temp_directory"] == str(tmp_path / "spill")
     assert found["memory_limit"] in ("117.3 MiB", "123.0 MB")  # DuckDB shows it in its own units

@@ -216,6 +216,9 @@ class StagingDatabase(DuckDBResource):
                     metadata={"database": str(self.path)},
                 ) from error
             stack.callback(conn.close)  # dagster-duckdb's closes it only when the block ends without error
+            # A run's output is its log: DuckDB's progress bar, drawn for any statement that runs over 2 s,
+            # would fill it, a line per redraw. A setting of the connection, not of the database's config.
+            conn.execute("SET enable_progress_bar = false")
             yield conn
 
     @contextmanager
