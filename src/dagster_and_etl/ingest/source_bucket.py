@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import math
 import shutil
 import tempfile
 import time
@@ -125,49 +126,43 @@ class BucketSource:
 
     def list(self) -> SourceListing:
         """One paginated listing of the prefix (1,000 keys a page), taking only its direct children."""
-        s3 = self.client()
-        pages = s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix, Delimiter="/", PaginationConfig={"PageSize": PAGE_SIZE}
-        )
-        found: list[ListedFile] = []
-        now_ns = 0
-        try:
-            for page in pages:
-                # The first answer's Date: before any object this listing sees was judged.
-                now_ns = now_ns or _storage_now_ns(page)
-                found.extend(self._objects(page))
-        except Exception as error:
-            if is_aws_error(error):
-                raise self._unavailable("list", error) from error
-            raise
-        return SourceListing.of(found, now_ns, TIMESTAMP_SLACK_NS, _file_of)
+        return self.list_part("", math.inf).listing
 
     def list_part(self, start_after: str, deadline: float) -> ListedPart:
         """Pages of the prefix in key order, after the object key `start_after` (from the start when it
         is empty), until the last page or until `deadline` (`time.monotonic()`) has passed: at least one."""
-        s3 = self.client()
-        request = {"Bucket": self.bucket, "Prefix": self.prefix, "Delimiter": "/", "MaxKeys": PAGE_SIZE}
         resume = {"StartAfter": start_after} if start_after else {}
+        pages = (
+            self.client()
+            .get_paginator("list_objects_v2")
+            .paginate(
+                Bucket=self.bucket,
+                Prefix=self.prefix,
+                Delimiter="/",
+                **resume,
+                PaginationConfig={"PageSize": PAGE_SIZE},
+            )
+        )
         found: list[ListedFile] = []
-        now_ns, last_key = 0, start_after
+        now_ns, last_key, complete = 0, start_after, True
         try:
-            while True:
-                page = s3.list_objects_v2(**request, **resume)
+            for page in pages:
+                # The first answer's Date: before any object this listing sees was judged.
                 now_ns = now_ns or _storage_now_ns(page)
                 found.extend(self._objects(page))
                 # Subfolders count as entries of a page too, and sort among the objects.
                 entries = [o["Key"] for o in page.get("Contents", ())]
                 entries += [p["Prefix"] for p in page.get("CommonPrefixes", ())]
                 last_key = max(entries, default=last_key)
-                if not page.get("IsTruncated") or time.monotonic() >= deadline:
+                if page.get("IsTruncated") and time.monotonic() >= deadline:
+                    complete = False
                     break
-                resume = {"ContinuationToken": page["NextContinuationToken"]}
         except Exception as error:
             if is_aws_error(error):
                 raise self._unavailable("list", error) from error
             raise
         listing = SourceListing.of(found, now_ns, TIMESTAMP_SLACK_NS, _file_of)
-        return ListedPart(listing, last_key, complete=not page.get("IsTruncated"))
+        return ListedPart(listing, last_key, complete)
 
     def _objects(self, page: dict[str, Any]) -> Iterator[ListedFile]:
         """The source files among a page's objects."""
