@@ -9,7 +9,8 @@ messages a call and may hand one out twice; the sensor is built for both.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,15 +43,21 @@ class NotificationQueue:
         cause = "the queue does not exist" if missing else aws_cause(error, "queue")
         return SourceUnavailable(f"Cannot {doing} the queue {self.url}: {cause}.")
 
+    @contextmanager
+    def _calling(self, doing: str) -> Iterator[None]:
+        """An AWS error in the block fails the tick as `SourceUnavailable`, naming the queue and the cause."""
+        try:
+            yield
+        except Exception as error:
+            if is_aws_error(error):
+                raise self._unavailable(doing, error) from error
+            raise
+
     def check(self) -> None:
         """Fails, naming the queue and the cause, unless it can be reached: before a first listing, so a
         queue that is missing or refused fails the tick that turns the sensor on, not the one after."""
-        try:
+        with self._calling("read"):
             self.client().get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
-        except Exception as error:
-            if is_aws_error(error):
-                raise self._unavailable("read", error) from error
-            raise
 
     def receive(self, most: int, hidden_seconds: int, deadline: float) -> list[QueuedMessage]:
         """Up to `most` messages, each hidden from other readers for `hidden_seconds`, oldest first;
@@ -58,7 +65,7 @@ class NotificationQueue:
         sqs = self.client()
         received: dict[str, QueuedMessage] = {}
         while len(received) < most and time.monotonic() < deadline:
-            try:
+            with self._calling("read"):
                 answer = sqs.receive_message(
                     QueueUrl=self.url,
                     MaxNumberOfMessages=min(MAX_PER_CALL, most - len(received)),
@@ -66,10 +73,6 @@ class NotificationQueue:
                     WaitTimeSeconds=0 if received else 1,  # a long poll finds a message SQS holds elsewhere
                     MessageSystemAttributeNames=["SentTimestamp"],
                 )
-            except Exception as error:
-                if is_aws_error(error):
-                    raise self._unavailable("read", error) from error
-                raise
             messages = [_message(message) for message in answer.get("Messages", [])]
             # A message received earlier in this loop is back (its visibility timeout was shorter than
             # the loop): the queue has gone round. Its newest receipt is the one that deletes it.
@@ -104,12 +107,8 @@ class NotificationQueue:
             entries = [
                 {"Id": str(index), "ReceiptHandle": handle, **extra} for index, handle in enumerate(chunk)
             ]
-            try:
+            with self._calling(doing):
                 getattr(sqs, call)(QueueUrl=self.url, Entries=entries)
-            except Exception as error:
-                if is_aws_error(error):
-                    raise self._unavailable(doing, error) from error
-                raise
 
 
 def _message(message: dict[str, Any]) -> QueuedMessage:
