@@ -7,19 +7,17 @@ from dataclasses import dataclass
 from dagster_and_etl.ingest.source import SourceFile, SourceListing
 
 
-def waiting_files(
-    listing: SourceListing, loaded_versions: Mapping[str, str], now_ns: int, limit_ns: int
-) -> list[SourceFile]:
-    """The files whose current version is not loaded although it was written more than `limit_ns`
-    before `now_ns` (by the source's clock), oldest first. A file still being written is not late yet:
-    it is measured from its last change."""
-    late = [
-        source_file
-        for source_file in listing.files
-        if source_file.changed_ns <= now_ns - limit_ns
-        and loaded_versions.get(source_file.partition_key) != source_file.version
-    ]
+def waiting_files(unloaded: list[SourceFile], now_ns: int, limit_ns: int) -> list[SourceFile]:
+    """The files among `unloaded` (see `not_loaded`) written more than `limit_ns` before `now_ns` (by the
+    source's clock), oldest first. A file still being written is not late yet: it is measured from its
+    last change."""
+    late = [f for f in unloaded if f.changed_ns <= now_ns - limit_ns]
     return sorted(late, key=lambda source_file: (source_file.changed_ns, source_file.name))
+
+
+def not_loaded(listing: SourceListing, loaded_versions: Mapping[str, str]) -> list[SourceFile]:
+    """The files whose current version is not the one their partition holds."""
+    return [f for f in listing.files if loaded_versions.get(f.partition_key) != f.version]
 
 
 # The least time between two reports of the backlog (on the files_loaded_in_time check's results, whose
@@ -38,8 +36,8 @@ class Backlog:
     oldest_seconds: int
 
     @classmethod
-    def of(cls, listing: SourceListing, loaded_versions: Mapping[str, str], now_ns: int) -> "Backlog":
-        waiting = [f for f in listing.files if loaded_versions.get(f.partition_key) != f.version]
+    def of(cls, waiting: list[SourceFile], now_ns: int) -> "Backlog":
+        """The backlog of the files `not_loaded` found."""
         oldest_ns = min((f.changed_ns for f in waiting), default=now_ns)
         return cls(len(waiting), sum(f.size for f in waiting), max(0, (now_ns - oldest_ns) // 10**9))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from dagster_and_etl.alerting.freshness import Backlog, waiting_files
+from dagster_and_etl.alerting.freshness import Backlog, not_loaded, waiting_files
 from dagster_and_etl.alerting.records import WaitingFile
 from dagster_and_etl.defs import assets
 from dagster_and_etl.defs.resources import FileFreshness, SourceFiles, StagingDatabase
@@ -116,7 +116,8 @@ def find_waiting_files(
     listing = source.list()
     loaded = database.loaded_versions(RawTable.DYNAMIC)
     limit = freshness.overdue_after_minutes
-    late = waiting_files(listing, loaded, listing.now_ns, limit * 60 * 10**9)
+    unloaded = not_loaded(listing, loaded)  # read once, for the late files and the backlog
+    late = waiting_files(unloaded, listing.now_ns, limit * 60 * 10**9)
     return WaitingFiles(
         [
             WaitingFile(
@@ -129,7 +130,7 @@ def find_waiting_files(
             for f in late
         ],
         limit,
-        Backlog.of(listing, loaded, listing.now_ns),
+        Backlog.of(unloaded, listing.now_ns),
     )
 
 
