@@ -54,6 +54,23 @@ def queued(notified: NotifiedBucket) -> int:
     return sum(int(found["Attributes"][name]) for name in names)
 
 
+def lose_events(notified: NotifiedBucket) -> None:
+    """Deletes every message the queue holds, as a queue that loses events would."""
+    notified.queue.delete([m.receipt_handle for m in notified.receive_all()])
+
+
+def reconcile(daemon: SensorDaemon, monkeypatch: pytest.MonkeyPatch, ticks: int) -> list[tuple[list, str]]:
+    """With the reconciliation listing due (the last listing an hour ago), `ticks` ticks: what each
+    launched, and where its cursor says the listing has got to (None once it is done)."""
+    monkeypatch.setenv("SOURCE_RECONCILE_MINUTES", "60")
+    daemon.cursor = json.dumps({**json.loads(daemon.cursor or "{}"), "listed_ns": 1})
+    seen = []
+    for _ in range(ticks):
+        keys = daemon.tick().partition_keys
+        seen.append((keys, json.loads(daemon.cursor or "{}").get("reconciling")))
+    return seen
+
+
 def drain(notified: NotifiedBucket, daemon: SensorDaemon) -> None:
     """Once the messages left hidden for the versions requested are back, ticks find each dealt with and
     delete it, requesting nothing, until the queue is empty."""
@@ -130,7 +147,7 @@ def test_an_object_the_queue_lost_is_found_by_the_reconciliation_listing_and_not
     land(notified, {"announced.csv": None})
     assert launched_partition_keys(daemon.run_until_idle()) == ["announced"]
     land(notified, {"lost.csv": None})
-    notified.queue.delete([m.receipt_handle for m in notified.receive_all()])  # its event lost
+    lose_events(notified)
 
     assert launched_partition_keys(daemon.run_until_idle()) == []  # the queue is read, not the prefix
     assert rows_per_partition(duckdb_path) == {"announced": 10}
@@ -159,19 +176,13 @@ def test_a_reconciliation_lists_a_part_of_the_prefix_each_tick_until_the_end(
     drain(notified, daemon)
     # Two objects, and one in a subfolder (not the source's), whose events the queue loses.
     land(notified, {"lost-a.csv": None, "lost-b.csv": None, "sub/x.csv": None})
-    notified.queue.delete([m.receipt_handle for m in notified.receive_all()])
-    monkeypatch.setenv("SOURCE_RECONCILE_MINUTES", "60")
-    daemon.cursor = json.dumps({**json.loads(daemon.cursor or "{}"), "listed_ns": 1})  # an hour ago
+    lose_events(notified)
 
-    listed_up_to, requested = [], []
-    for _ in range(3):
-        requested.append(daemon.tick().partition_keys)
-        listed_up_to.append(json.loads(daemon.cursor or "{}").get("reconciling"))
+    parts = reconcile(daemon, monkeypatch, ticks=3)
 
     # Two entries a page: k0 k1 | k2 lost-a | lost-b sub/, the subfolder ending the listing.
     prefix = notified.landing.prefix
-    assert listed_up_to == [f"{prefix}k1.csv", f"{prefix}lost-a.csv", None]
-    assert requested == [[], ["lost-a"], ["lost-b"]]
+    assert parts == [([], f"{prefix}k1.csv"), (["lost-a"], f"{prefix}lost-a.csv"), (["lost-b"], None)]
     assert daemon.tick().launched == []  # the queue is read again, and the next listing is an hour away
     assert rows_per_partition(duckdb_path) == dict.fromkeys(["k0", "k1", "k2", "lost-a", "lost-b"], 10)
     assert set(loads_per_version(duckdb_path).values()) == {1}
@@ -185,14 +196,9 @@ def test_a_reconciliation_cut_by_the_runs_per_tick_limit_lists_the_waiting_files
     monkeypatch.setenv("SENSOR_MAX_RUNS_PER_TICK", "1")
     first_listing(daemon)
     land(notified, {"lost-a.csv": None, "lost-b.csv": None, "lost-c.csv": None})
-    notified.queue.delete([m.receipt_handle for m in notified.receive_all()])
-    monkeypatch.setenv("SOURCE_RECONCILE_MINUTES", "60")
-    daemon.cursor = json.dumps({**json.loads(daemon.cursor or "{}"), "listed_ns": 1})  # an hour ago
+    lose_events(notified)
 
-    requested, listing = [], []
-    for _ in range(3):
-        requested.append(daemon.tick().partition_keys)
-        listing.append(json.loads(daemon.cursor or "{}").get("reconciling"))
+    requested, listing = zip(*reconcile(daemon, monkeypatch, ticks=3), strict=True)
 
     assert sorted(key for keys in requested for key in keys) == ["lost-a", "lost-b", "lost-c"]
     assert [len(keys) for keys in requested] == [1, 1, 1]
