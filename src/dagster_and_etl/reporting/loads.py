@@ -141,8 +141,9 @@ def check_results(outcome: LoadOutcome) -> list[dg.AssetCheckResult]:
 
 def failed_partition_observations(asset_key: dg.AssetKey, outcome: LoadOutcome) -> list[dg.AssetObservation]:
     """For each partition whose file could not be loaded, an observation of that partition saying why in
-    one line (the file, the line, the column, the kind of error; never the file's values). The partition's
-    page shows it beside its status, while the run's failure metadata shows only in the run's logs."""
+    one line (the file, the line, the column, the kind of error; never the file's values). It is listed
+    among the partition's events (View all historical events), while the run's failure metadata shows
+    only in the run's logs."""
     return [
         dg.AssetObservation(
             asset_key=asset_key,
