@@ -69,6 +69,10 @@ class FolderLanding:
         (self.folder / name).write_text(sample_csv(seed=seed) if text is None else text)
         return self.location(name)
 
+    def write_bytes(self, name: str, data: bytes) -> str:
+        (self.folder / name).write_bytes(data)
+        return self.location(name)
+
     def delete(self, name: str) -> None:
         (self.folder / name).unlink()
 
@@ -92,7 +96,10 @@ class BucketLanding:
 
     def write(self, name: str, text: str | None = None, *, seed: int = 0) -> str:
         body = sample_csv(seed=seed) if text is None else text
-        self.s3.put_object(Bucket=self.bucket, Key=self.prefix + name, Body=body.encode())
+        return self.write_bytes(name, body.encode())
+
+    def write_bytes(self, name: str, data: bytes) -> str:
+        self.s3.put_object(Bucket=self.bucket, Key=self.prefix + name, Body=data)
         return self.location(name)
 
     def delete(self, name: str) -> None:

@@ -63,17 +63,18 @@ def test_put_uploads_under_the_prefix_and_says_when_the_sensor_would_ignore_a_na
 
     assert capsys.readouterr().out.splitlines() == [
         f"{source}vendor-a.csv",
-        f"{source}notes.txt  (the sensor ignores it: not <partition key>.csv)",
+        f"{source}notes.txt  (the sensor ignores it: not <partition key>.csv, .csv.gz or .csv.zst)",
     ]
     assert [file.name for file in BucketSource.from_uri(source, lambda: s3).list().files] == ["vendor-a.csv"]
 
 
-def test_create_queue_has_the_bucket_send_it_the_csv_files_under_the_prefix(s3_server: S3Server) -> None:
+def test_create_queue_has_the_bucket_send_it_the_source_files_under_the_prefix(s3_server: S3Server) -> None:
     s3, source = local_s3.client(s3_server.endpoint_url), new_source()
     local_s3.create_landing(s3, source, days=0)
     url = local_s3.create_queue(s3_server.endpoint_url, source, f"q-{uuid.uuid4().hex[:12]}")
     bucket, prefix = parse_s3_uri(source)
-    for key in (f"{prefix}a.csv", f"{prefix}notes.txt", "elsewhere/b.csv"):
+    names = ["a.csv", "b.csv.gz", "c.csv.zst", "notes.txt", "d.csv.gz.part"]
+    for key in [prefix + name for name in names] + ["elsewhere/b.csv"]:
         s3.put_object(Bucket=bucket, Key=key, Body=b"x")
     s3.delete_object(Bucket=bucket, Key=f"{prefix}a.csv")
 
@@ -81,7 +82,12 @@ def test_create_queue_has_the_bucket_send_it_the_csv_files_under_the_prefix(s3_s
     messages = queue.receive(100, 30, time.monotonic() + 60)
 
     events = [event for message in messages for event in message.notification.events]
-    assert events == [ObjectEvent(bucket, f"{prefix}a.csv", created) for created in (True, False)]
+    assert sorted(events, key=lambda event: (event.key, not event.created)) == [
+        ObjectEvent(bucket, f"{prefix}a.csv", True),
+        ObjectEvent(bucket, f"{prefix}a.csv", False),
+        ObjectEvent(bucket, f"{prefix}b.csv.gz", True),
+        ObjectEvent(bucket, f"{prefix}c.csv.zst", True),
+    ]
 
 
 def test_a_dotenv_that_would_redirect_the_demo_is_named(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from tests.test_exactly_once import loads_per_version
 from tests.test_s3_notifications import NotifiedBucket
 
 
-@pytest.fixture
-def notified(s3_settings: S3Server, monkeypatch: pytest.MonkeyPatch) -> NotifiedBucket:
+@pytest.fixture(name="notified")
+def notified_fixture(s3_settings: S3Server, monkeypatch: pytest.MonkeyPatch) -> NotifiedBucket:
     """A bucket whose notifications go to a queue, with SOURCE_DIR and SOURCE_QUEUE_URL pointing at them;
     the reconciliation listing off unless a test turns it on."""
     notified = NotifiedBucket(s3_settings)

@@ -114,7 +114,7 @@ def test_a_plan_becomes_runs_by_key_or_range_and_registrations_or_a_skip_reason(
         batches=[RunBatch([source_file("a")]), RunBatch([source_file("b"), source_file("c")])],
         new_partition_keys=["c"],
         settling=[],
-        unsafe_names=[],
+        skipped=[],
         waiting=[],
         cursor=SensorCursor(),
     )

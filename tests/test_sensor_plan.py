@@ -97,7 +97,7 @@ def test_skip_reason_tells_idle_settling_and_unsafe_folders_apart(source_dir: Pa
     reason = plan.skip_reason("/src")
     assert reason == (
         "No new or modified files in /src; 1 file(s) still settling; "
-        "1 file(s) skipped: names that cannot be partition keys ('bad\\x01name.csv')."
+        "1 file(s) skipped, the log says why ('bad\\x01name.csv')."
     )
 
 
@@ -108,7 +108,7 @@ def test_listing_passes_over_everything_but_regular_csv_files(source_dir: Path) 
     (source_dir / "link.csv").symlink_to(source_dir / "x.csv")
     listing = list_source_files(source_dir)
     assert keys(listing.files) == ["x"]
-    assert listing.unsafe_names == []
+    assert listing.skipped == []
 
 
 def test_key_rules() -> None:

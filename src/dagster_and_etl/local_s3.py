@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dagster_and_etl.ingest.partition_keys import key_for_file_name, key_problem
+from dagster_and_etl.ingest.partition_keys import SOURCE_SUFFIXES, key_for_file_name, key_problem
 from dagster_and_etl.ingest.source_bucket import parse_s3_uri
 from dagster_and_etl.local_dev import run_dagster_dev
 from dagster_and_etl.sample_data import write_sample_files
@@ -123,20 +123,29 @@ def create_landing(
 
 
 def create_queue(endpoint_url: str, source: str = SOURCE, name: str = QUEUE) -> str:
-    """Creates the queue and has the source's bucket send the creations and removals of CSV files under
-    its prefix there, as docs/s3.md sets it up on AWS; returns the queue's URL."""
+    """Creates the queue and has the source's bucket send the creations and removals of source files
+    (`.csv`, `.csv.gz`, `.csv.zst`) under its prefix there, as docs/s3.md sets it up on AWS; returns the
+    queue's URL."""
     sqs = client(endpoint_url, "sqs")
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     bucket, prefix = parse_s3_uri(source)
-    rules = [{"Name": "prefix", "Value": prefix}, {"Name": "suffix", "Value": ".csv"}]
-    notified = {
-        "QueueArn": arn,
-        "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
-        "Filter": {"Key": {"FilterRules": rules}},
-    }
+    # One configuration a suffix: a filter takes one suffix, and these never overlap.
+    notified = [
+        {
+            "Id": f"source-files{suffix}",
+            "QueueArn": arn,
+            "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+            "Filter": {
+                "Key": {
+                    "FilterRules": [{"Name": "prefix", "Value": prefix}, {"Name": "suffix", "Value": suffix}]
+                }
+            },
+        }
+        for suffix in SOURCE_SUFFIXES
+    ]
     client(endpoint_url).put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [notified]}
+        Bucket=bucket, NotificationConfiguration={"QueueConfigurations": notified}
     )
     return url
 
@@ -237,7 +246,7 @@ def put(options: argparse.Namespace) -> int:
             raise SystemExit(f"{path} is not a file")
         name = options.name or path.name
         key = key_for_file_name(name)
-        problem = "not <partition key>.csv" if key is None else key_problem(key)
+        problem = "not <partition key>.csv, .csv.gz or .csv.zst" if key is None else key_problem(key)
         try:
             uri = upload(s3, options.source, path, name)
         except (BotoCoreError, ClientError) as error:

@@ -7,6 +7,7 @@ nothing passes between the two through an IO manager.
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 
@@ -63,7 +64,8 @@ def _arrived_files(source: Source, settle_ns: int, partition_keys: list[str]) ->
     found = _file_infos(source, partition_keys)
     arrived = {}
     for key in partition_keys:
-        location, info = source.location(key), found[key]
+        info = found[key]
+        location = info.location if isinstance(info, FileInfo) else source.expected_location(key)
         if isinstance(info, NoFile) and info.missing:
             raise dg.Failure(
                 description=f"{file_name_for_key(key)} has not arrived in {source}.",
@@ -88,12 +90,12 @@ def _arrived_files(source: Source, settle_ns: int, partition_keys: list[str]) ->
 def _described(source: Source, key: str, info: FileInfo | NoFile) -> DescribedFile:
     """A partition's file, its data rows counted when it is local; a file in S3 is counted when loaded."""
     if isinstance(info, NoFile):
-        return DescribedFile(key, source.location(key), note=info.problem)
+        return DescribedFile(key, source.expected_location(key), note=info.problem)
     described = DescribedFile(key, info.location, info.size, info.mtime_ns)
     if not isinstance(source, FolderSource):
         return dataclasses.replace(described, note="counted when loaded")
     try:
-        return dataclasses.replace(described, data_rows=count_data_rows(source.path(key)))
+        return dataclasses.replace(described, data_rows=count_data_rows(Path(info.location)))
     except SourceFileError as error:
         return dataclasses.replace(described, note=f"bad file: {error.problem}")
     except FileNotFoundError:

@@ -122,7 +122,7 @@ def find_waiting_files(
         [
             WaitingFile(
                 partition=f.partition_key,
-                location=source.location(f.partition_key),
+                location=source.location(f.name),
                 waiting_minutes=int((listing.now_ns - f.changed_ns) // (60 * 10**9)),
                 mark=version_mark(f.version),
                 changed_ns=f.changed_ns,

@@ -189,7 +189,7 @@ def _overdue_partition_alerts(
     for check_key in DAILY_FRESHNESS_CHECKS:
         name = check_key.to_user_string()
         overdue = overdue_partition(
-            context.instance, check_key, daily_partitions_def, source_files.source.location
+            context.instance, check_key, daily_partitions_def, source_files.source.expected_location
         )
         if overdue == FRESH:
             cursor.overdue_partitions.pop(name, None)

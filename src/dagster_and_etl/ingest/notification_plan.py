@@ -18,16 +18,17 @@ Each message then goes one of three ways:
   never stored, the version is requested again. No receipt is kept anywhere: the queue holds the state.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from dagster_and_etl.ingest.notification_queue import QueuedMessage
-from dagster_and_etl.ingest.partition_keys import file_name_for_key
 from dagster_and_etl.ingest.run_batches import tick_runs
 from dagster_and_etl.ingest.s3_events import source_key
 from dagster_and_etl.ingest.sensor_cursor import MAX_REMEMBERED, SensorCursor, version_mark
 from dagster_and_etl.ingest.sensor_plan import RegisteredKeys, TickPlan, TickRules, not_loaded_nor_requested
-from dagster_and_etl.ingest.source import FileInfo, NoFile, SourceFile, settle_horizon
+from dagster_and_etl.ingest.source import FileInfo, NoFile, SkippedFile, SourceFile, settle_horizon
 
 
 @dataclass(frozen=True)
@@ -63,15 +64,31 @@ def announced_keys(messages: list[QueuedMessage], view: BucketView) -> dict[str,
     }
 
 
-def current_files(infos: Mapping[str, FileInfo | NoFile]) -> tuple[list[SourceFile], int]:
-    """The objects present now, as source files, and the bucket's clock when it was asked."""
-    files = [
-        SourceFile(file_name_for_key(key), key, info.size, info.mtime_ns, info.changed_ns, info.version)
-        for key, info in infos.items()
-        if isinstance(info, FileInfo)
-    ]
-    now_ns = max((info.now_ns for info in infos.values() if isinstance(info, FileInfo)), default=0)
-    return files, now_ns
+@dataclass(frozen=True)
+class CurrentFiles:
+    """The objects some keys name now, as source files; the bucket's clock when it was asked; and the
+    keys passed over, with why (two objects giving one key, say)."""
+
+    files: list[SourceFile]
+    now_ns: int
+    skipped: list[SkippedFile]
+
+    @classmethod
+    def of(cls, infos: Mapping[str, FileInfo | NoFile]) -> CurrentFiles:
+        found = {key: info for key, info in infos.items() if isinstance(info, FileInfo)}
+        return cls(
+            [
+                SourceFile(f.name, key, f.size, f.mtime_ns, f.changed_ns, f.version)
+                for key, f in found.items()
+            ],
+            max((info.now_ns for info in found.values()), default=0),
+            [
+                SkippedFile(name, f"it is {info.problem}")
+                for info in infos.values()
+                if isinstance(info, NoFile)
+                for name in info.names
+            ],
+        )
 
 
 def plan_notified(
@@ -85,8 +102,11 @@ def plan_notified(
     """The runs, registrations and cursor of a tick that received `messages`, and what becomes of each."""
     keys_of = announced_keys(messages, view)
     keys = list(dict.fromkeys(key for keys in keys_of.values() for key in keys))
-    files, now_ns = current_files(view.info(keys) if keys else {})
-    plan = judge_files(files, now_ns, view.slack_ns, cursor, rules, registered, loaded_versions)
+    current = CurrentFiles.of(view.info(keys) if keys else {})
+    plan = judge_files(
+        current.files, current.now_ns, view.slack_ns, cursor, rules, registered, loaded_versions
+    )
+    plan = replace(plan, skipped=current.skipped)
     open_keys = {f.partition_key for f in [*plan.settling, *plan.waiting]}
     requested_now = {f.partition_key for f in plan.to_request}
     delete, release = [], []
@@ -124,7 +144,7 @@ def judge_files(
         batches=runs.batches,
         new_partition_keys=runs.new_partition_keys,
         settling=[f for f in files if f.changed_ns > horizon_ns],
-        unsafe_names=[],
+        skipped=[],
         waiting=runs.waiting,
         cursor=replace(cursor, requested=requested_marks(cursor, runs.requested, loaded)),
     )

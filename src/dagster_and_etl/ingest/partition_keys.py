@@ -1,12 +1,16 @@
-"""Which file names can be partition keys, and the one-to-one mapping between the two.
+"""Which file names can be partition keys, and the mapping between the two.
 
-A key is its file's name without the `.csv` suffix, and nothing else: no case folding or trimming, so two
-files can never map to one key and a key always names exactly one file in the source folder.
+A key is its file's name without its suffix, `.csv`, or `.csv.gz` or `.csv.zst` for a compressed file,
+and nothing else: no case folding or trimming. So a key names one file in the source, and at most three
+can name it: while two are there at once (`a.csv` and `a.csv.gz`), neither is loaded into its partition
+(see `clash_problem`).
 """
 
 import functools
+from collections.abc import Sequence
 
-SOURCE_SUFFIX = ".csv"
+# The plain suffix first: the name a file is expected under when none is there.
+SOURCE_SUFFIXES = (".csv", ".csv.gz", ".csv.zst")
 MAX_KEY_LENGTH = 200
 
 
@@ -32,10 +36,26 @@ def key_problem(partition_key: str) -> str | None:
 
 def key_for_file_name(file_name: str) -> str | None:
     """The partition key a file name stands for, or None for a file that is not a source CSV."""
-    if file_name.startswith(".") or not file_name.endswith(SOURCE_SUFFIX):
+    if file_name.startswith(".") or not file_name.endswith(SOURCE_SUFFIXES):
         return None
-    return file_name[: -len(SOURCE_SUFFIX)]
+    return file_name[: file_name.rindex(".csv")]
 
 
 def file_name_for_key(partition_key: str) -> str:
-    return partition_key + SOURCE_SUFFIX
+    """The name a partition's file is expected under: its plain CSV."""
+    return partition_key + SOURCE_SUFFIXES[0]
+
+
+def file_names_for_key(partition_key: str) -> list[str]:
+    """Every name a partition's file may have."""
+    return [partition_key + suffix for suffix in SOURCE_SUFFIXES]
+
+
+def clash_problem(partition_key: str, names: Sequence[str]) -> str:
+    """Why none of the files `names`, which all give `partition_key`, is loaded, said of one of them
+    (after "it is"): the sender has to say which one is meant, by removing the others. Rows already
+    loaded into the partition stay as they are."""
+    return (
+        f"one of the files {' and '.join(sorted(names))}, which give the same partition key"
+        f" {partition_key!r}; none of them is loaded while more than one is there"
+    )

@@ -40,6 +40,10 @@ class SensorCursor:
     # Notification mode, while a reconciliation listing goes on over several ticks: the object key it has
     # listed up to ("" when it has just begun); None when none goes on.
     reconciling: str | None = None
+    # Listing mode: the keys passed over last tick because more than one file gave them. Once one is
+    # left, its file may be one never looked at (it was there all along, stamped behind the horizon), so
+    # that tick judges every file by the load history, as after a reset.
+    clashing: tuple[str, ...] = ()
 
     @property
     def is_fresh(self) -> bool:
@@ -65,6 +69,8 @@ class SensorCursor:
             stored["listed_ns"] = self.listed_ns
         if self.reconciling is not None:
             stored["reconciling"] = self.reconciling
+        if self.clashing:
+            stored["clashing"] = list(self.clashing)
         return json.dumps(stored, separators=(",", ":"))
 
     @classmethod
@@ -77,6 +83,7 @@ class SensorCursor:
             floor_ns = stored.get("floor_ns", 0)
             database, problem = stored.get("database"), stored.get("database_problem")
             listed_ns, reconciling = stored.get("listed_ns", 0), stored.get("reconciling")
+            clashing = stored.get("clashing", [])
         except (ValueError, TypeError, AttributeError):
             return cls()
         if (
@@ -91,10 +98,21 @@ class SensorCursor:
             or not isinstance(database, str | None)
             or not isinstance(problem, str | None)
             or not isinstance(reconciling, str | None)
+            or not isinstance(clashing, list)
+            or not all(isinstance(key, str) for key in clashing)
         ):
             return cls()
         return cls(
-            horizon_ns, digest, requested, clock_ns, floor_ns, database, problem, listed_ns, reconciling
+            horizon_ns,
+            digest,
+            requested,
+            clock_ns,
+            floor_ns,
+            database,
+            problem,
+            listed_ns,
+            reconciling,
+            tuple(clashing),
         )
 
 

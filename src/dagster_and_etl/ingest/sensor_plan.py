@@ -24,11 +24,11 @@ of every file in its range, so the same versions batched the same way always giv
 """
 
 from collections.abc import Callable, Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dagster_and_etl.ingest.run_batches import RunBatch, tick_runs
 from dagster_and_etl.ingest.sensor_cursor import SensorCursor, known_after, remembering, version_mark
-from dagster_and_etl.ingest.source import SourceFile, SourceListing, UnsafeName, settle_horizon
+from dagster_and_etl.ingest.source import SkippedFile, SourceFile, SourceListing, settle_horizon
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class TickPlan:
     batches: list[RunBatch]  # in key order, new files oldest first after the registered ones
     new_partition_keys: list[str]  # to register, in this order, before the batches run
     settling: list[SourceFile]
-    unsafe_names: list[UnsafeName]
+    skipped: list[SkippedFile]
     waiting: list[SourceFile]  # due, left for a later tick by the runs-per-tick limit
     cursor: SensorCursor
     rebuilt: bool = False  # this tick rebuilt what is due from the load history
@@ -58,13 +58,10 @@ class TickPlan:
             parts = [f"No new or modified files in {source}"]
         if self.settling:
             parts.append(f"{len(self.settling)} file(s) still settling")
-        if self.unsafe_names:
-            names = ", ".join(repr(unsafe.name) for unsafe in self.unsafe_names[:3])
-            more = ", ..." if len(self.unsafe_names) > 3 else ""
-            parts.append(
-                f"{len(self.unsafe_names)} file(s) skipped: names that cannot be partition keys"
-                f" ({names}{more})"
-            )
+        if self.skipped:
+            names = ", ".join(repr(skipped.name) for skipped in self.skipped[:3])
+            more = ", ..." if len(self.skipped) > 3 else ""
+            parts.append(f"{len(self.skipped)} file(s) skipped, the log says why ({names}{more})")
         return "; ".join(parts) + "."
 
 
@@ -141,6 +138,18 @@ def plan_tick(
     reads them. The keys are read only when the source's names or files changed since the last tick,
     the loaded versions only when the tick rebuilds. `now_ns` is the listing's clock unless given.
     """
+    plan = _plan_tick(listing, cursor, rules, registered_keys, loaded_versions, now_ns)
+    return replace(plan, cursor=replace(plan.cursor, clashing=tuple(listing.clashing)))
+
+
+def _plan_tick(
+    listing: SourceListing,
+    cursor: SensorCursor,
+    rules: TickRules,
+    registered_keys: Sequence[str] | Callable[[], Sequence[str]],
+    loaded_versions: Mapping[str, str] | Callable[[], Mapping[str, str]],
+    now_ns: int | None,
+) -> TickPlan:
     now_ns = listing.now_ns if now_ns is None else now_ns
     rebuild = cursor.is_fresh or now_ns < cursor.clock_ns
     settled_by_now = settle_horizon(now_ns, rules.settle_ns, listing.slack_ns)
@@ -149,18 +158,25 @@ def plan_tick(
     if tick.nothing_changed():
         remembered = listing.changed_after(tick.known_after(horizon_ns))
         cursor_now = tick.next_cursor(horizon_ns, tick.digest, remembered, cursor.floor_ns)
-        return TickPlan([], [], [], listing.unsafe_names, [], cursor_now)
+        return TickPlan([], [], [], listing.skipped, [], cursor_now)
     keys = registered_keys() if callable(registered_keys) else registered_keys
     position = {key: index for index, key in enumerate(keys)}
     settled = [f for f in listing.files if f.changed_ns <= horizon_ns]
     settling = [f for f in listing.files if f.changed_ns > horizon_ns]
     if cursor.horizon_ns == 0 and not rules.include_existing and not keys:
         return _registered_only(tick, settled, settling)
-    if rebuild:
+    # Keys whose files stop clashing (one of them removed, so the names differ and the tick looks): the
+    # file left may never have been looked at, stamped behind the horizon, so the load history judges it.
+    resolved = set(cursor.clashing) - set(listing.clashing)
+    loaded: Mapping[str, str] = {}
+    if rebuild or resolved:
         loaded = loaded_versions() if callable(loaded_versions) else loaded_versions
+    if rebuild:
         due = not_loaded_nor_requested(settled, loaded, cursor)
     else:
         due = [f for f in settled if f.partition_key not in position or _changed_since(tick, f)]
+        unclashed = [f for f in settled if f.partition_key in resolved and f not in due]
+        due += not_loaded_nor_requested(unclashed, loaded, cursor) if resolved else []
     return _requested(tick, due, position, settled, settling)
 
 
@@ -187,7 +203,7 @@ def _registered_only(tick: _Tick, settled: list[SourceFile], settling: list[Sour
         [],
         [f.partition_key for f in existing],
         settling,
-        tick.listing.unsafe_names,
+        tick.listing.skipped,
         [],
         tick.next_cursor(tick.horizon_ns, digest, tick.within_lookback(settled), 0),
         registered_only=len(existing),
@@ -214,7 +230,7 @@ def _requested(
         batches=runs.batches,
         new_partition_keys=runs.new_partition_keys,
         settling=settling,
-        unsafe_names=tick.listing.unsafe_names,
+        skipped=tick.listing.skipped,
         waiting=waiting,
         cursor=next_cursor,
         rebuilt=tick.rebuild,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import functools
 import gc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from dagster_and_etl.ingest.partition_keys import key_problem
+from dagster_and_etl.ingest.partition_keys import clash_problem, key_problem
 
 
 def settle_horizon(now_ns: int, settle_ns: int, slack_ns: int) -> int:
@@ -34,7 +34,7 @@ class SourceUnavailable(Exception):
 class SourceFile:
     """One version of one source file, as a listing saw it."""
 
-    name: str  # the file's name in the source: `<partition key>.csv`
+    name: str  # the file's name in the source: `<partition key>.csv`, `.csv.gz` or `.csv.zst`
     partition_key: str
     size: int
     mtime_ns: int  # when the file says it was written: orders new files, oldest first
@@ -72,7 +72,10 @@ class ListedFile(NamedTuple):
 
 
 @dataclass(frozen=True)
-class UnsafeName:
+class SkippedFile:
+    """A file a listing passes over, and why: its name cannot be a partition key, or another file gives
+    the same key."""
+
     name: str
     problem: str
 
@@ -86,7 +89,8 @@ class SourceListing:
     now_ns: int  # "now", read before the listing started
     slack_ns: int  # how much older than its change a timestamp may be
     make_file: Callable[[ListedFile], SourceFile]
-    unsafe_names: list[UnsafeName] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    clashing: list[str] = field(default_factory=list)  # keys more than one file gives: none is listed
 
     @functools.cached_property
     def files(self) -> list[SourceFile]:
@@ -106,18 +110,25 @@ class SourceListing:
         slack_ns: int,
         make_file: Callable[[ListedFile], SourceFile],
     ) -> SourceListing:
-        """The listing of the files a source found, those whose key could name a path outside the source
-        set apart with the reason: the same rule for every source."""
-        files: list[ListedFile] = []
-        unsafe_names: list[UnsafeName] = []
+        """The listing of the files a source found: the same rules for every source. Set apart with the
+        reason: files whose key could name a path outside the source, and files giving the same key."""
+        files: dict[str, ListedFile] = {}
+        clashing: dict[str, list[str]] = {}
+        skipped: list[SkippedFile] = []
         with _collector_paused():
             for file in found:
                 problem = key_problem(file.partition_key)
-                if problem is None:
-                    files.append(file)
-                else:
-                    unsafe_names.append(UnsafeName(file.name, problem))
-        return cls(files, now_ns, slack_ns, make_file, unsafe_names)
+                if problem is not None:
+                    skipped.append(SkippedFile(file.name, problem))
+                    continue
+                first = files.setdefault(file.partition_key, file)
+                if first is not file:
+                    clashing.setdefault(file.partition_key, [first.name]).append(file.name)
+        for partition_key, names in clashing.items():
+            del files[partition_key]
+            problem = f"it is {clash_problem(partition_key, names)}"
+            skipped.extend(SkippedFile(name, problem) for name in sorted(names))
+        return cls(list(files.values()), now_ns, slack_ns, make_file, skipped, list(clashing))
 
     def names_digest(self) -> str:
         """A short digest of which files are in the source, whatever their order or contents.
@@ -132,6 +143,7 @@ class SourceListing:
 class FileInfo:
     """What a source says of one partition's file without reading it."""
 
+    name: str  # the file's name in the source, as in `SourceFile`
     location: str  # the file's path, or its s3:// URI
     size: int
     mtime_ns: int
@@ -146,9 +158,20 @@ class NoFile:
 
     problem: str  # in words, as a run's metadata shows it
     missing: bool = False
+    names: tuple[str, ...] = ()  # the files there are, when there are too many
 
 
 MISSING = NoFile("missing", missing=True)
+
+
+def only_file(partition_key: str, present: Sequence[str]) -> str | NoFile:
+    """The name of a partition's file, given which of the names it may have are `present`; or why it has
+    none: `MISSING`, or more than one (see `clash_problem`)."""
+    if not present:
+        return MISSING
+    if len(present) > 1:
+        return NoFile(clash_problem(partition_key, present), names=tuple(present))
+    return present[0]
 
 
 @dataclass(frozen=True)
@@ -180,8 +203,12 @@ class Source(Protocol):
 
     def __str__(self) -> str: ...
 
-    def location(self, partition_key: str) -> str:
-        """The path or URI of a partition's file."""
+    def location(self, name: str) -> str:
+        """The path or URI of a file of the source, by its name."""
+        ...
+
+    def expected_location(self, partition_key: str) -> str:
+        """Where a partition's file is looked for first, named when none is there: its plain CSV."""
         ...
 
     def list(self) -> SourceListing:

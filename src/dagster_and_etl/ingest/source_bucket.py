@@ -1,4 +1,4 @@
-"""An S3 bucket prefix as a source: `s3://<bucket>/<prefix>/<partition key>.csv`.
+"""An S3 bucket prefix as a source: `s3://<bucket>/<prefix>/<partition key>.csv` (or `.csv.gz`, `.csv.zst`).
 
 Anything that speaks the S3 API works the same (AWS, MinIO, R2, Ceph, GCS's XML API): the client comes
 from the standard AWS settings. An object's version is its ETag and size; its change time is its
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster_and_etl.ingest.aws_errors import aws_cause, error_code, is_aws_error
-from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_for_file_name
+from dagster_and_etl.ingest.partition_keys import file_name_for_key, file_names_for_key, key_for_file_name
 from dagster_and_etl.ingest.source import (
     MISSING,
     FileInfo,
@@ -32,6 +32,7 @@ from dagster_and_etl.ingest.source import (
     SourceFile,
     SourceListing,
     SourceUnavailable,
+    only_file,
 )
 
 # LastModified and the Date header both keep whole seconds.
@@ -115,11 +116,11 @@ class BucketSource:
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 
-    def object_key(self, partition_key: str) -> str:
-        return self.prefix + file_name_for_key(partition_key)
+    def location(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{name}"
 
-    def location(self, partition_key: str) -> str:
-        return f"s3://{self.bucket}/{self.object_key(partition_key)}"
+    def expected_location(self, partition_key: str) -> str:
+        return self.location(file_name_for_key(partition_key))
 
     def _unavailable(self, doing: str, error: Exception) -> SourceUnavailable:
         return SourceUnavailable(f"Cannot {doing} {self}: {aws_cause(error)}.")
@@ -176,18 +177,20 @@ class BucketSource:
                     name, partition_key, found["Size"], modified_ns, modified_ns, found["ETag"].strip('"')
                 )
 
-    def _head(self, s3: Any, partition_key: str) -> FileInfo | NoFile:
+    def _head(self, s3: Any, name: str) -> FileInfo | None:
+        """The object `name` as it is now, or None when there is none."""
         try:
-            found = s3.head_object(Bucket=self.bucket, Key=self.object_key(partition_key))
+            found = s3.head_object(Bucket=self.bucket, Key=self.prefix + name)
         except Exception as error:
             if error_code(error) in ("404", "NoSuchKey", "NotFound"):
-                return MISSING
+                return None
             if is_aws_error(error):
                 raise self._unavailable("read", error) from error
             raise
         modified_ns = _ns(found["LastModified"])
         return FileInfo(
-            self.location(partition_key),
+            name,
+            self.location(name),
             found["ContentLength"],
             modified_ns,
             modified_ns,
@@ -215,51 +218,68 @@ class BucketSource:
             # Any other answer comes from a bucket that exists (one refusing to be described, say).
 
     def info(self, partition_keys: list[str]) -> dict[str, FileInfo | NoFile]:
-        s3 = self.client()
+        """Each partition's object, whichever of its names it has: a HEAD for every name, all at once."""
+        return self._find(self.client(), partition_keys)
+
+    def _find(self, s3: Any, partition_keys: list[str]) -> dict[str, FileInfo | NoFile]:
+        names = [name for key in partition_keys for name in file_names_for_key(key)]
         with ThreadPoolExecutor(_parallel_requests(s3)) as pool:
-            found = dict(
-                zip(partition_keys, pool.map(lambda key: self._head(s3, key), partition_keys), strict=True)
-            )
+            heads = dict(zip(names, pool.map(lambda name: self._head(s3, name), names), strict=True))
+        found: dict[str, FileInfo | NoFile] = {}
+        for key in partition_keys:
+            present = {name: head for name in file_names_for_key(key) if (head := heads[name]) is not None}
+            name = only_file(key, list(present))
+            found[key] = name if isinstance(name, NoFile) else present[name]
         if MISSING in found.values():
             self._check_bucket(s3)
         return found
 
-    def _download(self, s3: Any, partition_key: str, path: Path) -> LocalCopy:
+    def _download(self, s3: Any, found: FileInfo, path: Path) -> LocalCopy:
         """One GET: exactly one complete version of the object, whatever is written to it meanwhile."""
-        location = self.location(partition_key)
         try:
-            got = s3.get_object(Bucket=self.bucket, Key=self.object_key(partition_key))
+            got = s3.get_object(Bucket=self.bucket, Key=self.prefix + found.name)
             with path.open("wb") as spool:
                 for chunk in got["Body"].iter_chunks(CHUNK_BYTES):
                     spool.write(chunk)
         except Exception as error:
             code = error_code(error)
             if code in ("NoSuchKey", "404", "NotFound"):
-                return LocalCopy(location, None)
+                return LocalCopy(found.location, None)
             if code in ("AccessDenied", "InvalidObjectState"):
-                return LocalCopy(location, None, problem=f"it cannot be read: {aws_cause(error)}")
+                return LocalCopy(found.location, None, problem=f"it cannot be read: {aws_cause(error)}")
             if is_aws_error(error):
                 raise self._unavailable("read", error) from error
             raise
         size = got["ContentLength"]
         return LocalCopy(
-            location,
+            found.location,
             path,
             pinned=version_token(got["ETag"].strip('"'), size),
             size=size,
             mtime_ns=_ns(got["LastModified"]),
         )
 
+    def _copy(self, s3: Any, key: str, found: FileInfo | NoFile, stem: Path) -> LocalCopy:
+        """A partition's object copied to `stem` and its suffix, which tells DuckDB whether it is
+        compressed; or why there is no copy."""
+        if isinstance(found, FileInfo):
+            return self._download(s3, found, stem.with_name(stem.name + found.name[len(key) :]))
+        problem = None if found.missing else f"it is {found.problem}"
+        return LocalCopy(self.expected_location(key), None, problem=problem)
+
     @contextmanager
     def local_copies(self, partition_keys: list[str]) -> Iterator[dict[str, LocalCopy]]:
-        """Each object streamed into a spool folder in the system's temporary folder (TMPDIR), which is
-        removed when the block ends, whatever happens in it."""
+        """Each partition's object, found by its names, streamed into a spool folder in the system's
+        temporary folder (TMPDIR), which is removed when the block ends, whatever happens in it."""
         s3 = self.client()
         spool = Path(tempfile.mkdtemp(prefix="dagster_and_etl-spool-"))
         try:
-            paths = {key: spool / f"{index}.csv" for index, key in enumerate(partition_keys)}
+            found = self._find(s3, partition_keys)
+            stems = {key: spool / str(index) for index, key in enumerate(partition_keys)}
             with ThreadPoolExecutor(_parallel_requests(s3)) as pool:
-                copies = list(pool.map(lambda key: self._download(s3, key, paths[key]), partition_keys))
+                copies = list(
+                    pool.map(lambda key: self._copy(s3, key, found[key], stems[key]), partition_keys)
+                )
             yield dict(zip(partition_keys, copies, strict=True))
         finally:
             shutil.rmtree(spool, ignore_errors=True)

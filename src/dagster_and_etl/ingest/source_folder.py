@@ -10,9 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster_and_etl.ingest.partition_keys import file_name_for_key, key_for_file_name
+from dagster_and_etl.ingest.partition_keys import file_name_for_key, file_names_for_key, key_for_file_name
 from dagster_and_etl.ingest.source import (
-    MISSING,
     FileInfo,
     ListedFile,
     LocalCopy,
@@ -20,6 +19,7 @@ from dagster_and_etl.ingest.source import (
     SourceFile,
     SourceListing,
     SourceUnavailable,
+    only_file,
 )
 from dagster_and_etl.ingest.source_file_scan import FileVersion, version_token
 
@@ -45,7 +45,8 @@ def _file_of(entry: ListedFile) -> SourceFile:
 
 
 def list_source_files(folder: Path) -> SourceListing:
-    """Every regular `*.csv` file directly in `folder` whose name can be a partition key.
+    """Every regular `*.csv` (`.csv.gz`, `.csv.zst`) file directly in `folder` whose name can be a
+    partition key.
 
     Subfolders, symbolic links, hidden files and other suffixes (`.tmp`, `.part`, `.csv.tmp`) are passed
     over; names that cannot be keys are returned apart, with the reason. A file that disappears between
@@ -76,8 +77,16 @@ def _csv_files(directory: Iterator[os.DirEntry[str]]) -> Iterator[ListedFile]:
 
 
 @dataclass(frozen=True)
+class FoundFile:
+    """A partition's file in the folder, and what `lstat` said of it."""
+
+    path: Path
+    stat: os.stat_result
+
+
+@dataclass(frozen=True)
 class FolderSource:
-    """Source files in a local folder: `<folder>/<partition key>.csv`."""
+    """Source files in a local folder: `<folder>/<partition key>.csv`, or `.csv.gz` or `.csv.zst`."""
 
     folder: Path
     lookback_ns: int = 0  # a rewrite's change time is set when it ends, never before
@@ -86,11 +95,22 @@ class FolderSource:
     def __str__(self) -> str:
         return str(self.folder)
 
-    def path(self, partition_key: str) -> Path:
-        return self.folder / file_name_for_key(partition_key)
+    def location(self, name: str) -> str:
+        return str(self.folder / name)
 
-    def location(self, partition_key: str) -> str:
-        return str(self.path(partition_key))
+    def expected_location(self, partition_key: str) -> str:
+        return self.location(file_name_for_key(partition_key))
+
+    def find(self, partition_key: str) -> FoundFile | NoFile:
+        """A partition's file, whichever of its names it has, or why there is none."""
+        present: dict[str, os.stat_result] = {}
+        for name in file_names_for_key(partition_key):
+            try:
+                present[name] = (self.folder / name).lstat()
+            except FileNotFoundError:
+                continue
+        found = only_file(partition_key, list(present))
+        return found if isinstance(found, NoFile) else FoundFile(self.folder / found, present[found])
 
     def list(self) -> SourceListing:
         if not self.folder.is_dir():
@@ -100,27 +120,35 @@ class FolderSource:
     def info(self, partition_keys: list[str]) -> dict[str, FileInfo | NoFile]:
         found: dict[str, FileInfo | NoFile] = {}
         for key in partition_keys:
-            path = self.path(key)
             now_ns = time.time_ns()
-            try:
-                file_stat = path.lstat()
-            except FileNotFoundError:
-                found[key] = MISSING
-                continue
-            if not stat.S_ISREG(file_stat.st_mode):
+            file = self.find(key)
+            if isinstance(file, NoFile):
+                found[key] = file
+            elif not stat.S_ISREG(file.stat.st_mode):
                 found[key] = NoFile("not a regular file (a folder, link or device)")
-                continue
-            found[key] = FileInfo(
-                str(path),
-                file_stat.st_size,
-                file_stat.st_mtime_ns,
-                changed_ns(file_stat),
-                FileVersion.from_stat(file_stat).token,
-                now_ns,
-            )
+            else:
+                found[key] = FileInfo(
+                    file.path.name,
+                    str(file.path),
+                    file.stat.st_size,
+                    file.stat.st_mtime_ns,
+                    changed_ns(file.stat),
+                    FileVersion.from_stat(file.stat).token,
+                    now_ns,
+                )
         return found
 
     @contextmanager
     def local_copies(self, partition_keys: list[str]) -> Iterator[dict[str, LocalCopy]]:
         """The files themselves: the load reads each in place and notices if it changes meanwhile."""
-        yield {key: LocalCopy(self.location(key), self.path(key)) for key in partition_keys}
+        copies = {}
+        for key in partition_keys:
+            file = self.find(key)
+            if isinstance(file, FoundFile):
+                copies[key] = LocalCopy(str(file.path), file.path)
+                continue
+            expected = self.expected_location(key)
+            # Not there: the load says whether it was loaded once (removed since) or never arrived.
+            problem = None if file.missing else f"it is {file.problem}"
+            copies[key] = LocalCopy(expected, None if problem else Path(expected), problem=problem)
+        yield copies

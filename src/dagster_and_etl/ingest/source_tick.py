@@ -116,7 +116,7 @@ def _reconciled(
         before = [key for f in listing.files if (key := source.prefix + f.name) < first_waiting]
         listed_up_to = max(before, default=cursor.reconciling)
     reconciled = replace(plan.cursor, reconciling=listed_up_to)
-    return replace(plan, cursor=reconciled, unsafe_names=listing.unsafe_names, rebuilt=True)
+    return replace(plan, cursor=reconciled, skipped=listing.skipped, rebuilt=True)
 
 
 def _notified(

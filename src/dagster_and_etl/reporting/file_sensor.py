@@ -40,8 +40,8 @@ def run_key_to_retry(instance: dg.DagsterInstance, sensor_name: str, run_key: st
 
 def tick_notes(plan: TickPlan, source: str) -> Iterator[tuple[str, str]]:
     """What the tick logs, as (level, message): names passed over, a rebuild, files left waiting."""
-    for unsafe in plan.unsafe_names:
-        yield "warning", f"Skipped {unsafe.name!r} in {source}: {unsafe.problem}."
+    for skipped in plan.skipped:
+        yield "warning", f"Skipped {skipped.name!r} in {source}: {skipped.problem}."
     if plan.rebuilt:
         yield "info", f"No cursor: {len(plan.to_request)} file(s) not loaded at their current version."
     if plan.waiting:
