@@ -11,6 +11,8 @@ project's `.dagster_home/dagster.yaml`, a fresh source folder and DuckDB), with 
   plans with the project's `plan_tick` (same keys, same batches, same ranges) and whose two assets do
   nothing but report a materialization per partition; until every partition of `floor_table` is
   materialized. The clean ingest is reported as a ratio of this floor's median (target at most 1.15x);
+- gzip: the clean ingest with `--gzip` of the files (500 of 1,000 by default, every other one) written
+  as `<key>.csv.gz`, reported as a ratio of the clean ingest's median (target at most 1.1x);
 - bare: the same files loaded in-process with `load_partitions` in one call, no Dagster at all.
 Every `dagster dev` listens on 127.0.0.1 only and its process group is killed when its measurement ends;
 any process left with the measurement's DAGSTER_HOME (another group) is killed too, and reported.
@@ -19,7 +21,7 @@ project's `.dagster_home/dagster.yaml` (SQLite), and the production `deploy/dags
 server of this machine (Debian's package, started once for the benchmark in the system's temporary
 folder, beside the SQLite homes; a fresh database per measurement), reached through PgBouncer
 (`deploy/pgbouncer.ini`) as in production, or with `postgres-direct` without it.
-Run: `.venv/bin/python -m benchmarks.ingest [--files 1000] [--bad 10] [--runs 3]
+Run: `.venv/bin/python -m benchmarks.ingest [--files 1000] [--bad 10] [--gzip 500] [--runs 3]
 [--storage sqlite postgres postgres-direct]`
 """
 
@@ -28,6 +30,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import gzip
 import os
 import signal
 import statistics
@@ -70,7 +73,7 @@ ROWS_PER_FILE = 10
 # The data line (1 is the first after the header) that holds the bad date in a bad file.
 BAD_LINE = 6
 BAD_DATE = "2018/13/01"  # no 13th month: DuckDB rejects the line, the load sets the file aside
-MEASUREMENTS = ("bare", "floor", "clean", "bad")
+MEASUREMENTS = ("bare", "floor", "clean", "bad", "gzip")
 # How long the runs of the bad-file ingest may take to end after the last good partition is in.
 SETTLE_TIMEOUT = 300
 
@@ -202,9 +205,12 @@ def _print_tail(log: Path) -> None:
     print("\n".join(["  last lines of dagster dev's log:", *lines[-40:]]), file=sys.stderr)
 
 
-def write_files(source: Path, files: int, bad: set[int]) -> tuple[list[str], list[str]]:
+def write_files(
+    source: Path, files: int, bad: set[int], gzipped: frozenset[int] = frozenset()
+) -> tuple[list[str], list[str]]:
     """The sample files, oldest first, so the sensor registers them in key order; the files at the
-    indexes in `bad` hold a bad date on one line. Returns the good keys and the bad keys."""
+    indexes in `bad` hold a bad date on one line, those in `gzipped` are `<key>.csv.gz`. Returns the
+    good keys and the bad keys."""
     source.mkdir(parents=True)
     good_keys, bad_keys = [], []
     for index in range(files):
@@ -214,7 +220,10 @@ def write_files(source: Path, files: int, bad: set[int]) -> tuple[list[str], lis
             lines = text.split("\n")
             lines[BAD_LINE] = f'"{BAD_DATE}"' + lines[BAD_LINE][lines[BAD_LINE].index(",") :]
             text = "\n".join(lines)
-        (source / f"{day.isoformat()}.csv").write_text(text)
+        if index in gzipped:
+            (source / f"{day.isoformat()}.csv.gz").write_bytes(gzip.compress(text.encode()))
+        else:
+            (source / f"{day.isoformat()}.csv").write_text(text)
         (bad_keys if index in bad else good_keys).append(day.isoformat())
     return good_keys, bad_keys
 
@@ -272,6 +281,7 @@ def timed_ingest(
     location: tuple[Path, str, str, dg.AssetKey],
     after: Callable[[dg.DagsterInstance, list[str], list[str]], None] | None = None,
     storage: Storage = SQLITE,
+    gzipped: frozenset[int] = frozenset(),
 ) -> tuple[float, list[str], list[tuple[str, str]]]:
     """Seconds from turning the sensor on until every good partition of the table is materialized, the
     good keys, and the key range of each run. `location`: the workspace file, the location's name, its
@@ -281,7 +291,7 @@ def timed_ingest(
     home, source = scratch / "dagster_home", scratch / "source"
     home.mkdir()
     (home / "dagster.yaml").write_text(storage.config.read_text())
-    good_keys, bad_keys = write_files(source, files, bad)
+    good_keys, bad_keys = write_files(source, files, bad, gzipped)
     instance_settings = storage.settings()
     env = {"SOURCE_DIR": str(source), "DUCKDB_DATABASE": str(scratch / "data.duckdb"), **instance_settings}
     dev = dagster_dev(workspace, location_name, home, env, scratch / "dagster-dev.log")
@@ -355,6 +365,16 @@ def one_bad(files: int, bad: int, scratch: Path, storage: Storage = SQLITE) -> M
     return elapsed, ranges
 
 
+def one_gzip(files: int, gzipped: int, scratch: Path, storage: Storage = SQLITE) -> Measured:
+    """The clean ingest with `gzipped` of the files, every other one, compressed: `<key>.csv.gz`."""
+    every_other = frozenset(range(0, files, max(1, files // gzipped))[:gzipped])
+    elapsed, good_keys, ranges = timed_ingest(
+        scratch, files, set(), PROJECT, storage=storage, gzipped=every_other
+    )
+    check_duckdb(scratch / "data.duckdb", good_keys)
+    return elapsed, ranges
+
+
 def one_floor(files: int, scratch: Path, storage: Storage = SQLITE) -> Measured:
     workspace = scratch / "workspace.yaml"
     workspace.write_text(
@@ -403,6 +423,7 @@ def measure_rounds(args: argparse.Namespace, chosen: list[Storage]) -> dict[tupl
         "floor": lambda scratch, storage: one_floor(args.files, scratch, storage),
         "clean": lambda scratch, storage: one_clean(args.files, scratch, storage),
         "bad": lambda scratch, storage: one_bad(args.files, args.bad, scratch, storage),
+        "gzip": lambda scratch, storage: one_gzip(args.files, args.gzip, scratch, storage),
     }
     plan = [
         (storage, name)
@@ -437,6 +458,7 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], list[float]]
         "floor": f"{args.files} partitions, no-op assets (floor)",
         "clean": f"{args.files} files, sensor under dagster dev",
         "bad": f"{good} good + {args.bad} bad files, to {good} in",
+        "gzip": f"{args.files} files, {args.gzip} of them .csv.gz, sensor under dagster dev",
     }
     for (storage, name), seconds in results.items():
         print(summary(f"{storage}: {labels[name]}", seconds))
@@ -444,6 +466,8 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], list[float]]
         got = {name: seconds for (where, name), seconds in results.items() if where == storage}
         if "clean" in got and "floor" in got:
             print(ratio_line(f"{storage}: clean ingest / Dagster floor", got["clean"], got["floor"], 1.15))
+        if "clean" in got and "gzip" in got:
+            print(ratio_line(f"{storage}: gzip ingest / clean ingest", got["gzip"], got["clean"], 1.1))
         if "clean" in got and "bad" in got:
             ratio = statistics.median(got["bad"]) / statistics.median(got["clean"])
             print(f"{storage}: bad-file ingest / clean ingest: median ratio {ratio:.2f}x (reported)")
@@ -470,13 +494,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1_000)
     parser.add_argument("--bad", type=int, default=10, help="bad files among --files in the bad-file ingest")
+    parser.add_argument("--gzip", type=int, default=500, help="files gzip-compressed in the gzip ingest")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--only",
         nargs="+",
         choices=MEASUREMENTS,
         default=list(MEASUREMENTS),
-        help="measure only these (default: all, each round in this order: bare, floor, clean, bad)",
+        help="measure only these (default: all, each round in this order: bare, floor, clean, bad, gzip)",
     )
     parser.add_argument(
         "--storage",

@@ -42,6 +42,8 @@ def test_dg_list_defs_shows_every_definition() -> None:
         "import_partition_job",
         "import_dynamic_partition_job",
         "asset_partitioned_schedule",
+        "archive_job",
+        "archive_schedule",
         "dynamic_sensor",
     ):
         assert name in result.stdout

@@ -1,4 +1,4 @@
-"""The code location loads with exactly its assets, jobs, schedule, sensor and resources, and the sample
+"""The code location loads with exactly its assets, jobs, schedules, sensors and resources, and the sample
 files it ships in `data/source` load and follow the reference format."""
 
 import datetime as dt
@@ -40,10 +40,11 @@ def test_definitions_hold_exactly_the_four_assets_with_file_to_table_deps(defs):
     assert not graph.get(dg.AssetKey("import_dynamic_partition_file")).parent_keys
 
 
-def test_definitions_hold_exactly_the_two_jobs_each_selecting_its_pipeline(defs):
+def test_definitions_hold_exactly_the_two_pipeline_jobs_and_the_archive_job(defs):
     jobs = {job.name: job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")}
 
-    assert set(jobs) == {"import_partition_job", "import_dynamic_partition_job"}
+    assert set(jobs) == {"import_partition_job", "import_dynamic_partition_job", "archive_job"}
+    assert [node.name for node in jobs["archive_job"].nodes] == ["archive_loaded_files"]
     assert names(jobs["import_partition_job"].asset_layer.selected_asset_keys) == DAILY_ASSETS
     assert names(jobs["import_dynamic_partition_job"].asset_layer.selected_asset_keys) == DYNAMIC_ASSETS
     # A run's two steps run in its own process, not one process each.
@@ -66,7 +67,11 @@ def test_each_job_runs_its_tables_load_checks_and_no_freshness_check(defs):
 def test_definitions_hold_the_schedule_the_sensors_and_the_resources(defs):
     repository = defs.get_repository_def()
 
-    assert [schedule.name for schedule in repository.schedule_defs] == ["asset_partitioned_schedule"]
+    schedules = {schedule.name: schedule for schedule in repository.schedule_defs}
+    assert sorted(schedules) == ["archive_schedule", "asset_partitioned_schedule"]
+    assert schedules["archive_schedule"].job_name == "archive_job"
+    for schedule in schedules.values():  # quiet until someone turns it on
+        assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED, schedule.name
     assert sorted(sensor.name for sensor in repository.sensor_defs) == [
         "alert_sensor",
         "dynamic_sensor",

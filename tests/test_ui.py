@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 SAMPLE_FILES = sorted((PROJECT_ROOT / "data" / "source").glob("*.csv"))
 DAY = "2018-01-22"  # walkthrough step 3 loads this day, from the project's own sample file (10 data rows)
 AUTOMATIONS = {
-    "schedules": ["asset_partitioned_schedule"],
+    "schedules": ["asset_partitioned_schedule", "archive_schedule"],
     "sensors": ["dynamic_sensor", "freshness_checks_sensor", "alert_sensor"],
 }
 # Runs are queued, started in processes of their own and then loaded one at a time on a 2-core machine.
@@ -86,7 +86,7 @@ def test_the_readme_walkthrough_works_as_written(
     # 1. Start Dagster with `make dev` and open the UI (a first-visit dialog is skipped: tests/browser.py).
     base = f"http://127.0.0.1:{dagster_dev()}"
 
-    # 2. Look around: the two pipelines in Lineage; four automations, all stopped.
+    # 2. Look around: the two pipelines in Lineage; five automations, all stopped.
     page.goto(f"{base}/asset-groups")
     for group in ("event_driven_etl", "scheduled_etl"):
         page.locator("svg").get_by_text(group, exact=True).dblclick()

@@ -87,6 +87,11 @@ def _time_in(unit: str) -> Callable[[str, str], float]:
 
 _seconds = _time_in("seconds")
 _minutes = _time_in("minutes")
+_hours = _time_in("hours")
+
+
+def _optional_location(name: str, raw: str) -> str | None:
+    return _location(name, raw) if raw else None
 
 
 def _count(name: str, raw: str) -> int:
@@ -161,6 +166,19 @@ SOURCE_RECONCILE_MINUTES = Setting(
     " `0`: never",
     _minutes,
 )
+SOURCE_ARCHIVE = Setting(
+    "SOURCE_ARCHIVE",
+    "",
+    "Where `archive_job` moves loaded files: a folder beside `SOURCE_DIR`'s, or a prefix of its bucket;"
+    " unset, nothing is moved",
+    _optional_location,
+)
+SOURCE_ARCHIVE_AFTER_HOURS = Setting(
+    "SOURCE_ARCHIVE_AFTER_HOURS",
+    "24",
+    "How long a file's version stays in `SOURCE_DIR` after it was loaded before `archive_job` moves it",
+    _hours,
+)
 DUCKDB_DATABASE = Setting(
     "DUCKDB_DATABASE", "data/staging/data.duckdb", "The DuckDB file the tables are in", _path
 )
@@ -233,6 +251,8 @@ SETTINGS: tuple[Setting, ...] = (
     SOURCE_DIR,
     SOURCE_QUEUE_URL,
     SOURCE_RECONCILE_MINUTES,
+    SOURCE_ARCHIVE,
+    SOURCE_ARCHIVE_AFTER_HOURS,
     DUCKDB_DATABASE,
     SENSOR_SETTLE_SECONDS,
     SENSOR_MAX_BATCH,

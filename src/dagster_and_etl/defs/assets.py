@@ -58,14 +58,20 @@ def _file_infos(source: Source, partition_keys: list[str]) -> dict[str, FileInfo
         raise _source_unavailable(error) from None
 
 
-def _arrived_files(source: Source, settle_ns: int, partition_keys: list[str]) -> dict[str, FileInfo]:
+def _arrived_files(
+    source: Source, settle_ns: int, partition_keys: list[str], re_executed: bool
+) -> dict[str, FileInfo | NoFile]:
     """The daily files, asked of the source at once, failing retryably while one has not arrived or is
-    still being written."""
+    still being written. In a re-execution a file not there is left to the load, which knows whether
+    it was loaded and has since been moved away (archived), or never arrived."""
     found = _file_infos(source, partition_keys)
-    arrived = {}
+    arrived: dict[str, FileInfo | NoFile] = {}
     for key in partition_keys:
         info = found[key]
         location = info.location if isinstance(info, FileInfo) else source.expected_location(key)
+        if isinstance(info, NoFile) and info.missing and re_executed:
+            arrived[key] = info
+            continue
         if isinstance(info, NoFile) and info.missing:
             raise dg.Failure(
                 description=f"{file_name_for_key(key)} has not arrived in {source}.",
@@ -105,7 +111,7 @@ def _described(source: Source, key: str, info: FileInfo | NoFile) -> DescribedFi
 
 
 def _describe_source_files(
-    source_files: SourceFiles, partition_keys: list[str], pipeline: Pipeline
+    source_files: SourceFiles, partition_keys: list[str], pipeline: Pipeline, re_executed: bool
 ) -> dg.MaterializeResult:
     """What landed for each partition. A file's contents are judged when it is loaded into its table,
     where each partition succeeds or fails by itself; an awaited file (a day's) fails the run, to be
@@ -113,7 +119,7 @@ def _describe_source_files(
     source = source_files.source
     keys = [source_files.checked_key(key) for key in partition_keys]
     found: dict[str, FileInfo | NoFile] = (
-        dict(_arrived_files(source, source_files.settle_ns, keys))
+        _arrived_files(source, source_files.settle_ns, keys, re_executed)
         if pipeline.awaits_files
         else _file_infos(source, keys)
     )
@@ -140,12 +146,16 @@ def _is_re_execution(context: dg.AssetExecutionContext) -> bool:
 
 
 def _load(
-    source_files: SourceFiles, database: StagingDatabase, pipeline: Pipeline, keys: list[str], run_id: str
+    context: dg.AssetExecutionContext,
+    source_files: SourceFiles,
+    database: StagingDatabase,
+    pipeline: Pipeline,
+    keys: list[str],
 ) -> LoadOutcome:
     """Loads the partitions' files into the pipeline's table, and reads what the report tells of it."""
-    source = source_files.source
+    source, run_id = source_files.source, context.run.run_id
     if pipeline.awaits_files:
-        _arrived_files(source, source_files.settle_ns, keys)
+        _arrived_files(source, source_files.settle_ns, keys, _is_re_execution(context))
     try:
         # Fetched before the database is opened: other loads wait for it only while this one writes.
         with source.local_copies(keys) as copies, database.get_connection() as conn:
@@ -168,7 +178,7 @@ def _load_partitions(
     """Each partition reported by itself: a materialization for each that holds its file's current
     version, then the checks, then a failure naming the bad files, whose partitions keep their rows."""
     keys = [source_files.checked_key(key) for key in context.partition_keys]
-    outcome = _load(source_files, database, pipeline, keys, context.run.run_id)
+    outcome = _load(context, source_files, database, pipeline, keys)
     yield from materializations(context.asset_key, outcome)
     for warning in missing_files(outcome, pipeline, str(source_files.source), _is_re_execution(context)):
         context.log.warning(warning)  # taken away on purpose, as a bad file may be, before the re-execution
@@ -189,7 +199,7 @@ def import_partition_file(
     context: dg.AssetExecutionContext, source_files: SourceFiles
 ) -> dg.MaterializeResult:
     """The day's source file, `<SOURCE_DIR>/<date>.csv`, once it has arrived and stopped changing."""
-    return _describe_source_files(source_files, context.partition_keys, DAILY)
+    return _describe_source_files(source_files, context.partition_keys, DAILY, _is_re_execution(context))
 
 
 @dg.asset(
@@ -221,7 +231,9 @@ def import_dynamic_partition_file(
     context: dg.AssetExecutionContext, source_files: SourceFiles
 ) -> dg.MaterializeResult:
     """A file that landed in the source folder, `<SOURCE_DIR>/<key>.csv`."""
-    return _describe_source_files(source_files, context.partition_keys, EVENT_DRIVEN)
+    return _describe_source_files(
+        source_files, context.partition_keys, EVENT_DRIVEN, _is_re_execution(context)
+    )
 
 
 @dg.asset(

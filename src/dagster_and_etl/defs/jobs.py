@@ -1,6 +1,6 @@
 import dagster as dg
 
-from dagster_and_etl.defs import assets, checks
+from dagster_and_etl.defs import assets, checks, ops
 
 # A day's file is due at 05:00 and the scheduled run starts at 05:15. If the file has not arrived, the
 # run tries again 1, 4, 11, 26, 57 and 120 minutes later: a file up to two hours late is still loaded
@@ -38,3 +38,11 @@ import_dynamic_partition_job = dg.define_asset_job(
     op_retry_policy=TRANSIENT_FAILURE_RETRY_POLICY,
     executor_def=dg.in_process_executor,
 )
+
+
+@dg.job(
+    description="Moves the source files loaded SOURCE_ARCHIVE_AFTER_HOURS ago or more to SOURCE_ARCHIVE.",
+    executor_def=dg.in_process_executor,
+)
+def archive_job() -> None:
+    ops.archive_loaded_files()

@@ -23,7 +23,7 @@ from dagster_and_etl.ingest.notification_queue import NotificationQueue
 from dagster_and_etl.ingest.partition_keys import key_problem
 from dagster_and_etl.ingest.sensor_plan import TickRules
 from dagster_and_etl.ingest.source import Source
-from dagster_and_etl.ingest.source_bucket import BucketSource
+from dagster_and_etl.ingest.source_bucket import BucketSource, parse_s3_uri
 from dagster_and_etl.ingest.source_folder import FolderSource
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ class SourceFiles(dg.ConfigurableResource):
     settle_seconds: float | None = settings.SENSOR_SETTLE_SECONDS.field()
     queue_url: str = settings.SOURCE_QUEUE_URL.field("")
     reconcile_minutes: float | None = settings.SOURCE_RECONCILE_MINUTES.field()
+    archive: str = settings.SOURCE_ARCHIVE.field("")
+    archive_after_hours: float | None = settings.SOURCE_ARCHIVE_AFTER_HOURS.field()
 
     @property
     def uri(self) -> str:
@@ -76,6 +78,32 @@ class SourceFiles(dg.ConfigurableResource):
     @property
     def reconcile_ns(self) -> int:
         return int(settings.SOURCE_RECONCILE_MINUTES.read(self.reconcile_minutes) * 60e9)
+
+    @property
+    def archive_root(self) -> str | None:
+        """Where `archive_job` moves loaded files, checked against the source: a folder, for a folder
+        source (renamed into, so on the same filesystem), or a prefix of the source's bucket; None when
+        `SOURCE_ARCHIVE` is unset."""
+        root = settings.SOURCE_ARCHIVE.read(self.archive)
+        if root is None:
+            return None
+        source = self.source
+        if isinstance(source, BucketSource):
+            bucket, prefix = parse_s3_uri(root) if settings.is_s3_uri(root) else ("", "")
+            if bucket != source.bucket or prefix == source.prefix:
+                raise settings.SettingError(
+                    f"SOURCE_ARCHIVE {root} must be another prefix of the bucket of SOURCE_DIR {self.uri}"
+                )
+            return prefix
+        if settings.is_s3_uri(root) or Path(root) == Path(self.uri):
+            raise settings.SettingError(
+                f"SOURCE_ARCHIVE {root} must be another folder than SOURCE_DIR {self.uri}, not an S3 prefix"
+            )
+        return root
+
+    @property
+    def archive_after_ns(self) -> int:
+        return int(settings.SOURCE_ARCHIVE_AFTER_HOURS.read(self.archive_after_hours) * 3600e9)
 
     def checked_key(self, partition_key: str) -> str:
         """The key, once it is sure to name a file in the source; fails for one that could name a path

@@ -1,5 +1,6 @@
 """The DuckDB tables the partitions load into, and the SQL that reads and writes them (in sql/)."""
 
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -8,6 +9,8 @@ from dagster_and_etl.ingest.csv_format import COLUMN_NAMES, COLUMNS, DATE_FORMAT
 
 if TYPE_CHECKING:
     import duckdb
+
+    from dagster_and_etl.ingest.archive import ArchivedFile
 
 SQL_DIR = Path(__file__).parent / "sql"
 # The most bad lines DuckDB keeps per file while it reads (`rejects_limit` in insert_partitions.sql).
@@ -67,14 +70,19 @@ def loaded_versions(
     conn: "duckdb.DuckDBPyConnection", table: RawTable, partition_keys: list[str] | None = None
 ) -> dict[str, tuple[str, str | None]]:
     """The file version each partition holds, with the run that loaded it, from `load_history`."""
-    exists = conn.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
-        " AND schema_name = 'main' AND table_name = 'load_history'"
-    ).fetchone()[0]
-    if not exists:
+    if not _has_table(conn, "load_history"):
         return {}
     found = conn.execute(sql_text("loaded_versions.sql"), [RawTable(table).value, partition_keys]).fetchall()
     return {key: (version, run_id) for key, version, run_id in found}
+
+
+def _has_table(conn: "duckdb.DuckDBPyConnection", name: str) -> bool:
+    found = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+        " AND schema_name = 'main' AND table_name = ?",
+        [name],
+    ).fetchone()
+    return bool(found and found[0])
 
 
 def row_counts(
@@ -87,3 +95,34 @@ def row_counts(
         [partition_keys],
     ).fetchall()
     return dict(found)
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    """The version of its file a table's partition holds, and when it was loaded (ns since the epoch)."""
+
+    version: str
+    loaded_at_ns: int
+
+
+def loaded_files(conn: "duckdb.DuckDBPyConnection", table: RawTable) -> dict[str, LoadedFile]:
+    """The file version each partition of `table` holds and when it was loaded, from `load_history`."""
+    if not _has_table(conn, "load_history"):
+        return {}
+    found = conn.execute(sql_text("loaded_files.sql"), [RawTable(table).value]).fetchall()
+    return {key: LoadedFile(version, loaded_at_us * 1000) for key, version, loaded_at_us in found}
+
+
+def record_archived(conn: "duckdb.DuckDBPyConnection", moved: list["ArchivedFile"]) -> None:
+    """Where each file moved went, in `archived_files`: one row per version moved, kept once."""
+    conn.execute(sql_text("create_archived_files.sql"))
+    conn.execute(
+        sql_text("record_archived.sql"),
+        [
+            [f.partition_key for f in moved],
+            [f.source for f in moved],
+            [f.version for f in moved],
+            [f.archived_to for f in moved],
+            [f.size for f in moved],
+        ],
+    )
