@@ -6,24 +6,23 @@ another folder or database needs no code change and no reload.
 """
 
 import functools
-import os
-import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
 from dagster_and_etl import settings
+from dagster_and_etl.ingest.archive import archive_destination
 from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy
-from dagster_and_etl.ingest.notification_queue import NotificationQueue
+from dagster_and_etl.ingest.notification_queue import NotificationQueue, sqs_client
 from dagster_and_etl.ingest.partition_keys import key_problem
 from dagster_and_etl.ingest.sensor_plan import TickRules
 from dagster_and_etl.ingest.source import Source
-from dagster_and_etl.ingest.source_bucket import BucketSource, parse_s3_uri
+from dagster_and_etl.ingest.source_bucket import BucketSource
 from dagster_and_etl.ingest.source_folder import FolderSource
 
 if TYPE_CHECKING:
@@ -73,7 +72,7 @@ class SourceFiles(dg.ConfigurableResource):
                 f"SOURCE_QUEUE_URL is set, but SOURCE_DIR is the folder {self.uri}: event notifications"
                 " come from an S3 bucket. Unset SOURCE_QUEUE_URL, or point SOURCE_DIR at the bucket"
             )
-        return NotificationQueue(url, functools.cache(functools.partial(_sqs_client, url)))
+        return NotificationQueue(url, functools.cache(functools.partial(sqs_client, url)))
 
     @property
     def reconcile_ns(self) -> int:
@@ -81,25 +80,9 @@ class SourceFiles(dg.ConfigurableResource):
 
     @property
     def archive_root(self) -> str | None:
-        """Where `archive_job` moves loaded files, checked against the source: a folder, for a folder
-        source (renamed into, so on the same filesystem), or a prefix of the source's bucket; None when
-        `SOURCE_ARCHIVE` is unset."""
+        """Where `archive_job` moves loaded files (see `archive_destination`); None when unset."""
         root = settings.SOURCE_ARCHIVE.read(self.archive)
-        if root is None:
-            return None
-        source = self.source
-        if isinstance(source, BucketSource):
-            bucket, prefix = parse_s3_uri(root) if settings.is_s3_uri(root) else ("", "")
-            if bucket != source.bucket or prefix == source.prefix:
-                raise settings.SettingError(
-                    f"SOURCE_ARCHIVE {root} must be another prefix of the bucket of SOURCE_DIR {self.uri}"
-                )
-            return prefix
-        if settings.is_s3_uri(root) or Path(root) == Path(self.uri):
-            raise settings.SettingError(
-                f"SOURCE_ARCHIVE {root} must be another folder than SOURCE_DIR {self.uri}, not an S3 prefix"
-            )
-        return root
+        return None if root is None else archive_destination(root, self.source)
 
     @property
     def archive_after_ns(self) -> int:
@@ -131,21 +114,6 @@ def _s3_resource() -> "S3Resource":
             "SOURCE_DIR is an S3 prefix, and dagster-aws is not installed: install dagster-and-etl[s3]"
         ) from None
     return S3Resource()
-
-
-def _sqs_client(queue_url: str) -> Any:
-    """boto3's SQS client, configured as the bucket's S3 client is (AWS_ENDPOINT_URL, the credential
-    chain): dagster-aws has a resource for S3 but none for SQS. Its region is the one an AWS queue's URL
-    names, else boto3's own (AWS_DEFAULT_REGION, the profile), else AWS_REGION. Imported here, for a
-    bucket only, as dagster-aws is."""
-    import boto3
-
-    session = boto3.session.Session()
-    named = re.match(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com/", queue_url)
-    region = named[1] if named else session.region_name or os.environ.get("AWS_REGION")
-    if not region:
-        raise settings.SettingError(f"SOURCE_QUEUE_URL {queue_url} names no region: set AWS_REGION")
-    return session.client("sqs", region_name=region)
 
 
 class SensorTuning(dg.ConfigurableResource):

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dagster_and_etl.ingest.aws_errors import aws_cause, error_code
-from dagster_and_etl.ingest.duckdb_tables import LoadedFile, RawTable, loaded_files, record_archived
+from dagster_and_etl.ingest.duckdb_tables import LoadedFile, RawTable, loaded_files, sql_text
 from dagster_and_etl.ingest.sensor_cursor import version_mark
 from dagster_and_etl.ingest.source import Source, SourceFile
-from dagster_and_etl.ingest.source_bucket import BucketSource, version_token
+from dagster_and_etl.ingest.source_bucket import BucketSource, parse_s3_uri, version_token
 from dagster_and_etl.ingest.source_file_scan import FileVersion
 from dagster_and_etl.ingest.source_folder import FolderSource
+from dagster_and_etl.settings import SettingError, is_s3_uri
 
 if TYPE_CHECKING:
     import duckdb
@@ -54,6 +55,25 @@ class ArchiveReport:
     not_moved: list[str] = field(default_factory=list)  # why each file left in place stayed
 
 
+def archive_destination(root: str, source: Source) -> str:
+    """`SOURCE_ARCHIVE` checked against the source: for a folder, another folder (files are renamed into
+    it, so it must be on the same filesystem); for a bucket, another prefix of the same bucket, returned
+    as that prefix. A `SettingError` names both otherwise."""
+    if isinstance(source, BucketSource):
+        bucket, prefix = parse_s3_uri(root) if is_s3_uri(root) else ("", "")
+        if bucket != source.bucket or prefix == source.prefix:
+            raise SettingError(
+                f"SOURCE_ARCHIVE {root} must be another prefix of the bucket of SOURCE_DIR {source}"
+            )
+        return prefix
+    assert isinstance(source, FolderSource)
+    if is_s3_uri(root) or Path(root) == source.folder:
+        raise SettingError(
+            f"SOURCE_ARCHIVE {root} must be another folder than SOURCE_DIR {source}, not an S3 prefix"
+        )
+    return root
+
+
 def archive_loaded(
     source: Source,
     archive: str,
@@ -75,6 +95,21 @@ def archive_loaded(
             with connect() as conn:
                 record_archived(conn, report.moved)
     return report
+
+
+def record_archived(conn: duckdb.DuckDBPyConnection, moved: list[ArchivedFile]) -> None:
+    """Where each file moved went, in `archived_files`: one row per version moved, kept once."""
+    conn.execute(sql_text("create_archived_files.sql"))
+    conn.execute(
+        sql_text("record_archived.sql"),
+        [
+            [f.partition_key for f in moved],
+            [f.source for f in moved],
+            [f.version for f in moved],
+            [f.archived_to for f in moved],
+            [f.size for f in moved],
+        ],
+    )
 
 
 def due_for_archive(

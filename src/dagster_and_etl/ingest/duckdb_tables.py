@@ -10,8 +10,6 @@ from dagster_and_etl.ingest.csv_format import COLUMN_NAMES, COLUMNS, DATE_FORMAT
 if TYPE_CHECKING:
     import duckdb
 
-    from dagster_and_etl.ingest.archive import ArchivedFile
-
 SQL_DIR = Path(__file__).parent / "sql"
 # The most bad lines DuckDB keeps per file while it reads (`rejects_limit` in insert_partitions.sql).
 REJECTS_KEPT = 100
@@ -111,18 +109,3 @@ def loaded_files(conn: "duckdb.DuckDBPyConnection", table: RawTable) -> dict[str
         return {}
     found = conn.execute(sql_text("loaded_files.sql"), [RawTable(table).value]).fetchall()
     return {key: LoadedFile(version, loaded_at_us * 1000) for key, version, loaded_at_us in found}
-
-
-def record_archived(conn: "duckdb.DuckDBPyConnection", moved: list["ArchivedFile"]) -> None:
-    """Where each file moved went, in `archived_files`: one row per version moved, kept once."""
-    conn.execute(sql_text("create_archived_files.sql"))
-    conn.execute(
-        sql_text("record_archived.sql"),
-        [
-            [f.partition_key for f in moved],
-            [f.source for f in moved],
-            [f.version for f in moved],
-            [f.archived_to for f in moved],
-            [f.size for f in moved],
-        ],
-    )

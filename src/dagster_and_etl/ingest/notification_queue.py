@@ -8,6 +8,8 @@ messages a call and may hand one out twice; the sensor is built for both.
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ from typing import Any
 from dagster_and_etl.ingest.aws_errors import aws_cause, error_code, is_aws_error
 from dagster_and_etl.ingest.s3_events import Notification, parse_message
 from dagster_and_etl.ingest.source import SourceUnavailable
+from dagster_and_etl.settings import SettingError
 
 MAX_PER_CALL = 10  # SQS's own limit, for receiving and for deleting
 QUEUE_MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
@@ -116,3 +119,18 @@ def _message(message: dict[str, Any]) -> QueuedMessage:
     return QueuedMessage(
         message["MessageId"], message["ReceiptHandle"], int(sent), parse_message(message.get("Body", ""))
     )
+
+
+def sqs_client(queue_url: str) -> Any:
+    """boto3's SQS client, configured as the bucket's S3 client is (AWS_ENDPOINT_URL, the credential
+    chain): dagster-aws has a resource for S3 but none for SQS. Its region is the one an AWS queue's URL
+    names, else boto3's own (AWS_DEFAULT_REGION, the profile), else AWS_REGION. Imported here, for a
+    bucket only, as dagster-aws is."""
+    import boto3
+
+    session = boto3.session.Session()
+    named = re.match(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com/", queue_url)
+    region = named[1] if named else session.region_name or os.environ.get("AWS_REGION")
+    if not region:
+        raise SettingError(f"SOURCE_QUEUE_URL {queue_url} names no region: set AWS_REGION")
+    return session.client("sqs", region_name=region)
