@@ -6,9 +6,11 @@ import time
 import uuid
 
 import boto3
+import dagster as dg
 import pytest
 from botocore.config import Config
 
+from dagster_and_etl.defs.resources import SourceFiles
 from dagster_and_etl.ingest.notification_queue import NotificationQueue
 from dagster_and_etl.ingest.s3_events import ObjectEvent, parse_message, source_key
 from dagster_and_etl.ingest.source import SourceUnavailable
@@ -201,3 +203,19 @@ def test_refused_credentials_fail_with_one_line_naming_the_queue(
 
     refused = f"Cannot read the queue {notified.queue_url}: access was refused; check the credentials and"
     assert str(raised.value).startswith(refused)  # the code that follows is the server's own
+
+
+def test_a_queue_whose_region_nothing_names_is_refused_before_any_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")  # no profile with a region either
+    url = "http://127.0.0.1:9/123456789012/landing-events"
+    files = SourceFiles(source_dir="s3://landing/incoming/", queue_url=url)
+
+    with pytest.raises(dg.Failure, match=f"SOURCE_QUEUE_URL {url} names no region: set AWS_REGION"):
+        _ = files.queue
+    # An AWS queue's URL names its region.
+    aws = "https://sqs.eu-west-1.amazonaws.com/123456789012/landing-events"
+    assert SourceFiles(source_dir="s3://landing/incoming/", queue_url=aws).queue is not None

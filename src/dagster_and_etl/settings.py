@@ -21,6 +21,8 @@ from typing import Any, Generic, TypeVar
 import dagster as dg
 from pydantic import Field
 
+from dagster_and_etl.ingest.source_bucket import is_s3_uri
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 T = TypeVar("T")
@@ -37,11 +39,6 @@ def resolve_path(value: str) -> Path:
     """An absolute path for a setting: `~` expanded, relative paths taken from the project root."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
-
-
-def is_s3_uri(value: str) -> bool:
-    """Whether a setting names an S3 bucket prefix (`s3://bucket/prefix/`) rather than a local path."""
-    return value.startswith("s3://")
 
 
 def _text(name: str, raw: str) -> str:

@@ -18,7 +18,7 @@ from dagster_duckdb import DuckDBResource
 from dagster_and_etl import settings
 from dagster_and_etl.ingest.archive import archive_destination
 from dagster_and_etl.ingest.duckdb_tables import DatabaseBusy
-from dagster_and_etl.ingest.notification_queue import NotificationQueue, sqs_client
+from dagster_and_etl.ingest.notification_queue import NotificationQueue, queue_region, sqs_client
 from dagster_and_etl.ingest.partition_keys import key_problem
 from dagster_and_etl.ingest.sensor_plan import TickRules
 from dagster_and_etl.ingest.source import Source
@@ -72,7 +72,10 @@ class SourceFiles(dg.ConfigurableResource):
                 f"SOURCE_QUEUE_URL is set, but SOURCE_DIR is the folder {self.uri}: event notifications"
                 " come from an S3 bucket. Unset SOURCE_QUEUE_URL, or point SOURCE_DIR at the bucket"
             )
-        return NotificationQueue(url, functools.cache(functools.partial(sqs_client, url)))
+        region = queue_region(url)
+        if region is None:
+            raise settings.SettingError(f"SOURCE_QUEUE_URL {url} names no region: set AWS_REGION")
+        return NotificationQueue(url, functools.cache(functools.partial(sqs_client, region)))
 
     @property
     def reconcile_ns(self) -> int:
@@ -82,7 +85,12 @@ class SourceFiles(dg.ConfigurableResource):
     def archive_root(self) -> str | None:
         """Where `archive_job` moves loaded files (see `archive_destination`); None when unset."""
         root = settings.SOURCE_ARCHIVE.read(self.archive)
-        return None if root is None else archive_destination(root, self.source)
+        if root is None:
+            return None
+        try:
+            return archive_destination(root, self.source)
+        except ValueError as problem:
+            raise settings.SettingError(str(problem)) from None
 
     @property
     def archive_after_ns(self) -> int:

@@ -27,10 +27,9 @@ from dagster_and_etl.ingest.aws_errors import aws_cause, error_code
 from dagster_and_etl.ingest.duckdb_tables import LoadedFile, RawTable, loaded_files, sql_text
 from dagster_and_etl.ingest.sensor_cursor import version_mark
 from dagster_and_etl.ingest.source import Source, SourceFile
-from dagster_and_etl.ingest.source_bucket import BucketSource, parse_s3_uri, version_token
+from dagster_and_etl.ingest.source_bucket import BucketSource, is_s3_uri, parse_s3_uri, version_token
 from dagster_and_etl.ingest.source_file_scan import FileVersion
 from dagster_and_etl.ingest.source_folder import FolderSource
-from dagster_and_etl.settings import SettingError, is_s3_uri
 
 if TYPE_CHECKING:
     import duckdb
@@ -58,17 +57,17 @@ class ArchiveReport:
 def archive_destination(root: str, source: Source) -> str:
     """`SOURCE_ARCHIVE` checked against the source: for a folder, another folder (files are renamed into
     it, so it must be on the same filesystem); for a bucket, another prefix of the same bucket, returned
-    as that prefix. A `SettingError` names both otherwise."""
+    as that prefix. A `ValueError` names both otherwise."""
     if isinstance(source, BucketSource):
         bucket, prefix = parse_s3_uri(root) if is_s3_uri(root) else ("", "")
         if bucket != source.bucket or prefix == source.prefix:
-            raise SettingError(
+            raise ValueError(
                 f"SOURCE_ARCHIVE {root} must be another prefix of the bucket of SOURCE_DIR {source}"
             )
         return prefix
     assert isinstance(source, FolderSource)
     if is_s3_uri(root) or Path(root) == source.folder:
-        raise SettingError(
+        raise ValueError(
             f"SOURCE_ARCHIVE {root} must be another folder than SOURCE_DIR {source}, not an S3 prefix"
         )
     return root

@@ -19,7 +19,6 @@ from typing import Any
 from dagster_and_etl.ingest.aws_errors import aws_cause, error_code, is_aws_error
 from dagster_and_etl.ingest.s3_events import Notification, parse_message
 from dagster_and_etl.ingest.source import SourceUnavailable
-from dagster_and_etl.settings import SettingError
 
 MAX_PER_CALL = 10  # SQS's own limit, for receiving and for deleting
 QUEUE_MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
@@ -121,16 +120,18 @@ def _message(message: dict[str, Any]) -> QueuedMessage:
     )
 
 
-def sqs_client(queue_url: str) -> Any:
+def queue_region(queue_url: str) -> str | None:
+    """The region of a queue: the one an AWS queue's URL names, else boto3's own (AWS_DEFAULT_REGION,
+    the profile), else AWS_REGION; None when none says."""
+    import boto3  # here, for a bucket only, as dagster-aws is
+
+    named = re.match(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com/", queue_url)
+    return named[1] if named else boto3.session.Session().region_name or os.environ.get("AWS_REGION")
+
+
+def sqs_client(region: str) -> Any:
     """boto3's SQS client, configured as the bucket's S3 client is (AWS_ENDPOINT_URL, the credential
-    chain): dagster-aws has a resource for S3 but none for SQS. Its region is the one an AWS queue's URL
-    names, else boto3's own (AWS_DEFAULT_REGION, the profile), else AWS_REGION. Imported here, for a
-    bucket only, as dagster-aws is."""
+    chain): dagster-aws has a resource for S3 but none for SQS."""
     import boto3
 
-    session = boto3.session.Session()
-    named = re.match(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com/", queue_url)
-    region = named[1] if named else session.region_name or os.environ.get("AWS_REGION")
-    if not region:
-        raise SettingError(f"SOURCE_QUEUE_URL {queue_url} names no region: set AWS_REGION")
-    return session.client("sqs", region_name=region)
+    return boto3.session.Session().client("sqs", region_name=region)

@@ -51,6 +51,11 @@ PAGE_SIZE = 1000
 CHUNK_BYTES = 1 << 20
 
 
+def is_s3_uri(value: str) -> bool:
+    """Whether a setting names an S3 bucket prefix (`s3://bucket/prefix/`) rather than a local path."""
+    return value.startswith("s3://")
+
+
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """`s3://bucket/some/prefix/` as ("bucket", "some/prefix/"); the prefix always ends in "/" unless
     it is empty, so `s3://bucket/in` never takes in `s3://bucket/inbox/`."""
