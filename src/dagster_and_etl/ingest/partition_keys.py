@@ -36,9 +36,11 @@ def key_problem(partition_key: str) -> str | None:
 
 def key_for_file_name(file_name: str) -> str | None:
     """The partition key a file name stands for, or None for a file that is not a source CSV."""
-    if file_name.startswith(".") or not file_name.endswith(SOURCE_SUFFIXES):
+    if file_name.startswith("."):
         return None
-    return file_name[: file_name.rindex(".csv")]
+    if file_name.endswith(".csv"):  # first, and alone: the test every file of every listing goes through
+        return file_name[:-4]
+    return file_name[: file_name.rindex(".csv")] if file_name.endswith(SOURCE_SUFFIXES) else None
 
 
 def file_name_for_key(partition_key: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from dagster_and_etl.ingest.partition_keys import clash_problem, key_problem
+from dagster_and_etl.ingest.partition_keys import SOURCE_SUFFIXES, clash_problem, key_problem
 
 
 def settle_horizon(now_ns: int, settle_ns: int, slack_ns: int) -> int:
@@ -41,6 +41,9 @@ class SourceFile:
     # When the file last changed, by the source's own clock: the settle rule and the horizon use it.
     changed_ns: int
     version: str  # names this version, as the load history records it
+
+
+PLAIN_SUFFIX_LENGTH = len(SOURCE_SUFFIXES[0])  # `.csv`: a longer suffix is a compressed file's
 
 
 @contextmanager
@@ -80,6 +83,15 @@ class SkippedFile:
     problem: str
 
 
+def _clashes(files: list[ListedFile], keys: set[str]) -> dict[str, list[str]]:
+    """The names of the files giving each of `keys` that more than one file gives."""
+    names: dict[str, list[str]] = {}
+    for file in files:
+        if file.partition_key in keys:
+            names.setdefault(file.partition_key, []).append(file.name)
+    return {key: found for key, found in names.items() if len(found) > 1}
+
+
 @dataclass(frozen=True)
 class SourceListing:
     """Every file of a source at one moment, and that moment by the source's own clock; `make_file`
@@ -112,8 +124,8 @@ class SourceListing:
     ) -> SourceListing:
         """The listing of the files a source found: the same rules for every source. Set apart with the
         reason: files whose key could name a path outside the source, and files giving the same key."""
-        files: dict[str, ListedFile] = {}
-        clashing: dict[str, list[str]] = {}
+        files: list[ListedFile] = []
+        compressed: set[str] = set()  # keys of compressed files, the only ones another file can share
         skipped: list[SkippedFile] = []
         with _collector_paused():
             for file in found:
@@ -121,14 +133,16 @@ class SourceListing:
                 if problem is not None:
                     skipped.append(SkippedFile(file.name, problem))
                     continue
-                first = files.setdefault(file.partition_key, file)
-                if first is not file:
-                    clashing.setdefault(file.partition_key, [first.name]).append(file.name)
+                files.append(file)
+                if len(file.name) - len(file.partition_key) != PLAIN_SUFFIX_LENGTH:
+                    compressed.add(file.partition_key)
+        clashing = _clashes(files, compressed) if compressed else {}
         for partition_key, names in clashing.items():
-            del files[partition_key]
             problem = f"it is {clash_problem(partition_key, names)}"
             skipped.extend(SkippedFile(name, problem) for name in sorted(names))
-        return cls(list(files.values()), now_ns, slack_ns, make_file, skipped, list(clashing))
+        if clashing:
+            files = [file for file in files if file.partition_key not in clashing]
+        return cls(files, now_ns, slack_ns, make_file, skipped, list(clashing))
 
     def names_digest(self) -> str:
         """A short digest of which files are in the source, whatever their order or contents.
