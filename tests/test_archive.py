@@ -201,3 +201,16 @@ def test_an_archive_that_cannot_take_the_sources_files_is_refused_naming_both(
     with pytest.raises(dg.Failure, match=problem) as refused:
         _ = resource.archive_root
     assert archive.rstrip("/") in str(refused.value.description)
+
+
+def test_without_source_archive_nothing_is_ever_moved(
+    source_dir: Path, defs: dg.Definitions, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOURCE_ARCHIVE", raising=False)
+    monkeypatch.setenv("SOURCE_ARCHIVE_AFTER_HOURS", "0")
+    (source_dir / "2018-01-22.csv").write_text(sample_csv(seed=1))
+    assert run_daily(defs, instance, "2018-01-22").success
+
+    assert moved(archive_run(defs, instance)) == 0
+
+    assert source_names() == ["2018-01-22.csv"]
