@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dagster_and_etl.ingest.aws_errors import aws_cause, error_code
+from dagster_and_etl.ingest.aws_errors import NOT_FOUND, aws_cause, error_code
 from dagster_and_etl.ingest.duckdb_tables import LoadedFile, RawTable, loaded_files, sql_text
 from dagster_and_etl.ingest.sensor_cursor import version_mark
 from dagster_and_etl.ingest.source import Source, SourceFile
@@ -217,7 +217,7 @@ def _head_or_none(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         return s3.head_object(Bucket=bucket, Key=key)
     except Exception as error:
-        if error_code(error) in ("404", "NoSuchKey", "NotFound"):
+        if error_code(error) in NOT_FOUND:
             return None
         raise
 
@@ -234,7 +234,7 @@ def _call(location: str, request: Callable[[], Any]) -> None:
     try:
         request()
     except Exception as error:
-        if error_code(error) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+        if error_code(error) in ("PreconditionFailed", "412", *NOT_FOUND):
             raise NotMoved(
                 f"{location} changed as it was moved: it stays, to be loaded ({aws_cause(error)})"
             ) from None

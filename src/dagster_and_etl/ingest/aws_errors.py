@@ -13,6 +13,10 @@ REFUSED = (
 )
 
 
+# The error codes of an object that is not there: a GET's NoSuchKey, a HEAD's bare status.
+NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+
+
 def error_code(error: Exception) -> str | None:
     response = getattr(error, "response", None)
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None

@@ -9,8 +9,11 @@ can name it: while two are there at once (`a.csv` and `a.csv.gz`), neither is lo
 import functools
 from collections.abc import Sequence
 
-# The plain suffix first: the name a file is expected under when none is there.
-SOURCE_SUFFIXES = (".csv", ".csv.gz", ".csv.zst")
+from dagster_and_etl.ingest.compression import FORMATS
+
+PLAIN_SUFFIX = ".csv"
+# The plain suffix first, the name a file is expected under when none is there; then one per compression.
+SOURCE_SUFFIXES = (PLAIN_SUFFIX, *(PLAIN_SUFFIX + compressed for compressed in FORMATS))
 MAX_KEY_LENGTH = 200
 
 
@@ -38,14 +41,14 @@ def key_for_file_name(file_name: str) -> str | None:
     """The partition key a file name stands for, or None for a file that is not a source CSV."""
     if file_name.startswith("."):
         return None
-    if file_name.endswith(".csv"):  # first, and alone: the test every file of every listing goes through
-        return file_name[:-4]
-    return file_name[: file_name.rindex(".csv")] if file_name.endswith(SOURCE_SUFFIXES) else None
+    if file_name.endswith(PLAIN_SUFFIX):  # first, and alone: the test every file of every listing takes
+        return file_name[: -len(PLAIN_SUFFIX)]
+    return file_name[: file_name.rindex(PLAIN_SUFFIX)] if file_name.endswith(SOURCE_SUFFIXES) else None
 
 
 def file_name_for_key(partition_key: str) -> str:
     """The name a partition's file is expected under: its plain CSV."""
-    return partition_key + SOURCE_SUFFIXES[0]
+    return partition_key + PLAIN_SUFFIX
 
 
 def file_names_for_key(partition_key: str) -> list[str]:

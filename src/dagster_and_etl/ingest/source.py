@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from dagster_and_etl.ingest.partition_keys import SOURCE_SUFFIXES, clash_problem, key_problem
+from dagster_and_etl.ingest.partition_keys import PLAIN_SUFFIX, clash_problem, key_problem
 
 
 def settle_horizon(now_ns: int, settle_ns: int, slack_ns: int) -> int:
@@ -43,7 +43,7 @@ class SourceFile:
     version: str  # names this version, as the load history records it
 
 
-PLAIN_SUFFIX_LENGTH = len(SOURCE_SUFFIXES[0])  # `.csv`: a longer suffix is a compressed file's
+PLAIN_SUFFIX_LENGTH = len(PLAIN_SUFFIX)  # `.csv`: a longer suffix is a compressed file's
 
 
 @contextmanager

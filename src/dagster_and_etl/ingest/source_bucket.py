@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dagster_and_etl.ingest.aws_errors import aws_cause, error_code, is_aws_error
+from dagster_and_etl.ingest.aws_errors import NOT_FOUND, aws_cause, error_code, is_aws_error
 from dagster_and_etl.ingest.partition_keys import file_name_for_key, file_names_for_key, key_for_file_name
 from dagster_and_etl.ingest.source import (
     MISSING,
@@ -187,7 +187,7 @@ class BucketSource:
         try:
             found = s3.head_object(Bucket=self.bucket, Key=self.prefix + name)
         except Exception as error:
-            if error_code(error) in ("404", "NoSuchKey", "NotFound"):
+            if error_code(error) in NOT_FOUND:
                 return None
             if is_aws_error(error):
                 raise self._unavailable("read", error) from error
@@ -248,7 +248,7 @@ class BucketSource:
                     spool.write(chunk)
         except Exception as error:
             code = error_code(error)
-            if code in ("NoSuchKey", "404", "NotFound"):
+            if code in NOT_FOUND:
                 return LocalCopy(found.location, None)
             if code in ("AccessDenied", "InvalidObjectState"):
                 return LocalCopy(found.location, None, problem=f"it cannot be read: {aws_cause(error)}")
