@@ -12,11 +12,14 @@ import dagster as dg
 import duckdb
 
 from dagster_and_etl import testing
+from dagster_and_etl.defs import assets
+from dagster_and_etl.defs.checks import WAITING_FILES_CHECK
 from dagster_and_etl.defs.partitions import dynamic_partitions_def
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.testing import SensorDaemon
 
 REFERENCE_DATA = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
+WAITING_CHECK = dg.AssetCheckKey(assets.duckdb_dynamic_partition_table.key, WAITING_FILES_CHECK)
 
 
 def write_source_file(
@@ -153,3 +156,22 @@ def requested_keys(result: dg.SensorResult) -> list[str]:
 
 def run_keys(result: dg.SensorResult) -> list[str]:
     return [request.run_key for request in result.run_requests or []]
+
+
+def reported_backlog(instance: dg.DagsterInstance) -> list[tuple[int, int, int]]:
+    """The backlog figures `alert_sensor` reported so far, oldest first: (files, bytes, oldest file's
+    wait in seconds)."""
+    history = instance.event_log_storage.get_asset_check_execution_history(WAITING_CHECK, limit=100)
+    figures = []
+    for record in reversed(history):  # newest first
+        evaluation = record.event.asset_check_evaluation if record.event else None
+        assert evaluation is not None
+        metadata = evaluation.metadata
+        figures.append(
+            (
+                metadata["backlog_files"].value,
+                metadata["backlog_bytes"].value,
+                metadata["backlog_oldest_seconds"].value,
+            )
+        )
+    return figures

@@ -9,31 +9,10 @@ import dagster as dg
 import pytest
 import time_machine
 
-from dagster_and_etl.defs import assets
-from dagster_and_etl.defs.checks import WAITING_FILES_CHECK
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.testing import SensorDaemon
 from tests.landing import BucketLanding, FolderLanding
-
-WAITING_CHECK = dg.AssetCheckKey(assets.duckdb_dynamic_partition_table.key, WAITING_FILES_CHECK)
-
-
-def reported(instance: dg.DagsterInstance) -> list[tuple[int, int, int]]:
-    """The backlog figures reported so far, oldest first: (files, bytes, oldest file's wait in seconds)."""
-    history = instance.event_log_storage.get_asset_check_execution_history(WAITING_CHECK, limit=100)
-    figures = []
-    for record in reversed(history):  # newest first
-        evaluation = record.event.asset_check_evaluation if record.event else None
-        assert evaluation is not None
-        metadata = evaluation.metadata
-        figures.append(
-            (
-                metadata["backlog_files"].value,
-                metadata["backlog_bytes"].value,
-                metadata["backlog_oldest_seconds"].value,
-            )
-        )
-    return figures
+from tests.support import reported_backlog
 
 
 def test_the_backlog_rises_while_the_sensor_is_stopped_and_falls_to_zero_once_loaded(
@@ -45,7 +24,7 @@ def test_the_backlog_rises_while_the_sensor_is_stopped_and_falls_to_zero_once_lo
     monkeypatch.delenv("SENSOR_MAX_BATCH")  # the three files load in one run
     alerts = SensorDaemon(instance, defs, sensor_name="alert_sensor")
     alerts.tick()
-    assert reported(instance) == [(0, 0, 0)]  # a first point for the plot: nothing waits
+    assert reported_backlog(instance) == [(0, 0, 0)]  # a first point for the plot: nothing waits
     texts = {name: sample_csv(seed=seed) for seed, name in enumerate(["a.csv", "b.csv", "c.csv"])}
     size = {name: len(text.encode()) for name, text in texts.items()}
     landing.write("a.csv", texts["a.csv"])
@@ -57,12 +36,12 @@ def test_the_backlog_rises_while_the_sensor_is_stopped_and_falls_to_zero_once_lo
     landing.write("c.csv", texts["c.csv"])  # by the real clock: a bucket's server stamps it so too
     with time_machine.travel(start + 62, tick=False):
         alerts.tick()  # the figures changed, but within the minute: not reported yet
-    first = reported(instance)[1:]
+    first = reported_backlog(instance)[1:]
     assert [(files, size_) for files, size_, _ in first] == [(2, size["a.csv"] + size["b.csv"])]
 
     with time_machine.travel(start + 122, tick=False):
         alerts.tick()
-    rising = reported(instance)[2:]
+    rising = reported_backlog(instance)[2:]
     assert [(files, size_) for files, size_, _ in rising] == [(3, sum(size.values()))]
     assert rising[0][2] >= first[0][2]  # the oldest file has waited longer
 
@@ -73,4 +52,4 @@ def test_the_backlog_rises_while_the_sensor_is_stopped_and_falls_to_zero_once_lo
     with time_machine.travel(start + 244, tick=False):
         alerts.tick()  # a minute later, still nothing waits: nothing more to report
 
-    assert reported(instance)[3:] == [(0, 0, 0)]
+    assert reported_backlog(instance)[3:] == [(0, 0, 0)]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
@@ -24,8 +25,9 @@ from tests.dagster_dev_process import (
     dagster_dev_fixture,  # noqa: F401  (the fixture `dagster_dev`)
     dagster_home_fixture,  # noqa: F401  (the fixture `dagster_home`)
     make,
+    wait_for,
 )
-from tests.support import rows_per_partition
+from tests.support import reported_backlog, rows_per_partition
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -37,6 +39,8 @@ AUTOMATIONS = {
 }
 # Runs are queued, started in processes of their own and then loaded one at a time on a 2-core machine.
 RUNS_TIMEOUT_MS = 240_000
+# alert_sensor reports changed backlog figures at most once a minute, so the last may come a minute late.
+BACKLOG_TIMEOUT_S = 180
 
 
 def automation_row(page: Page, kind: str, name: str) -> Locator:
@@ -135,8 +139,15 @@ def test_the_readme_walkthrough_works_as_written(
     )
     screenshot(page, "schedule")
 
-    # 5. Turn the sensor on: its first tick loads every file already there, in one run.
+    # 5. Turn the sensors on: alert_sensor first, whose first tick reports the five files waiting; then
+    # dynamic_sensor, whose first tick loads every file already there, in one run.
     page.goto(f"{base}/automation")
+    alert_row = automation_row(page, "sensors", "alert_sensor")
+    alert_row.locator("label[class*='formatSwitch']").click()
+    expect(toggle(alert_row)).to_be_checked()
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        first = wait_for(lambda: reported_backlog(instance), 120, "alert_sensor's first backlog report")
+    assert [files for files, _, _ in first] == [len(SAMPLE_FILES)]
     sensor_row = automation_row(page, "sensors", "dynamic_sensor")
     sensor_row.locator("label[class*='formatSwitch']").click()
     expect(toggle(sensor_row)).to_be_checked()
@@ -169,3 +180,19 @@ def test_the_readme_walkthrough_works_as_written(
     assert rows_per_partition(duckdb_path) == dict.fromkeys(keys, 10)
     page.goto(f"{base}/runs")
     expect(page.get_by_text("Failure", exact=True)).to_have_count(0)
+
+    # 8. The backlog, plotted: five files waiting, then none once loaded (reported at most once a minute).
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        figures = wait_for(
+            lambda: (found := reported_backlog(instance)) and found[-1] == (0, 0, 0) and found,
+            BACKLOG_TIMEOUT_S,
+            "alert_sensor to report an empty backlog",
+        )
+    assert figures[0][0] == len(SAMPLE_FILES) and len(figures) >= 2
+    page.goto(f"{base}/assets/duckdb_dynamic_partition_table?view=checks&checkDetail=files_loaded_in_time")
+    for section in ("About", "Latest execution"):  # folded, so that the plots show on the first screen
+        page.get_by_text(section, exact=True).click()
+    for figure in ("backlog_files", "backlog_bytes", "backlog_oldest_seconds"):
+        plot = page.locator("div").filter(has=page.locator("canvas"), has_text=re.compile(f"^{figure}"))
+        expect(plot.last).to_be_visible()
+    screenshot(page, "backlog-plot")
