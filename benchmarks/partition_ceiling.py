@@ -7,10 +7,13 @@ round, timed as the daemon would do the work (`SensorDaemon`):
 - the tick that finds one new file: it registers the file's partition and requests its run;
 - that run, executed in process: from its creation to its end, for one 10-row file;
 - with `--browser`: the table's **Partitions** page under `make dev` on an instance holding those
-  partitions, in headless Chromium, from the page's request until it shows how many are missing.
+  partitions, in headless Chromium, from the page's request until it shows how many are missing; with
+  `--materialized` as well, every one of those partitions is first recorded as materialized (a runless
+  materialization each, as a load would leave), and the page is timed until it shows them so.
 The baseline is the same at the smallest size, measured in the same run.
 
-Run: `.venv/bin/python -m benchmarks.partition_ceiling [--sizes 100 10000 50000] [--runs 3] [--browser]`
+Run: `.venv/bin/python -m benchmarks.partition_ceiling [--sizes 100 10000 50000] [--runs 3] [--browser
+[--materialized]]`
 """
 
 import argparse
@@ -66,8 +69,9 @@ def measure(scratch: Path, size: int, runs: int) -> dict[str, list[float]]:
     return times
 
 
-def partitions_page_seconds(scratch: Path, size: int, runs: int) -> list[float]:
-    """The Partitions page of the event-driven table under `make dev`, `size` partitions registered."""
+def partitions_page_seconds(scratch: Path, size: int, runs: int, materialized: bool) -> list[float]:
+    """The Partitions page of the event-driven table under `make dev`, `size` partitions registered, and
+    all of them materialized if `materialized`."""
     import re
     import shutil
     import subprocess
@@ -83,6 +87,9 @@ def partitions_page_seconds(scratch: Path, size: int, runs: int) -> list[float]:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         keys = [f"file-{index:06d}" for index in range(size)]
         instance.add_dynamic_partitions(dynamic_partitions_def.name, keys)
+        table = dg.AssetKey("duckdb_dynamic_partition_table")
+        for key in keys if materialized else []:
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=table, partition=key))
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     log = (scratch / f"dev-{size}.log").open("w")
@@ -94,7 +101,8 @@ def partitions_page_seconds(scratch: Path, size: int, runs: int) -> list[float]:
     try:
         wait_for(lambda: location_loaded(port), 180, "make dev to load the code location")
         url = f"http://127.0.0.1:{port}/assets/duckdb_dynamic_partition_table?view=partitions"
-        missing = re.compile(rf"Missing \({size:,}\)|Missing \({size}\)")
+        status = "Materialized" if materialized else "Missing"
+        shown = re.compile(rf"{status} \({size:,}\)|{status} \({size}\)")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS
@@ -104,7 +112,7 @@ def partitions_page_seconds(scratch: Path, size: int, runs: int) -> list[float]:
             for _ in range(runs + 1):  # the first load, which warms the webserver, is not counted
                 started = time.perf_counter()
                 page.goto(url)
-                expect(page.get_by_text(missing)).to_be_visible(timeout=600_000)
+                expect(page.get_by_text(shown)).to_be_visible(timeout=600_000)
                 seconds.append(time.perf_counter() - started)
             browser.close()
     finally:
@@ -117,6 +125,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 10_000, 50_000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--browser", action="store_true", help="also time the Partitions page")
+    parser.add_argument(
+        "--materialized", action="store_true", help="with --browser: the partitions materialized first"
+    )
     args = parser.parse_args()
     os.environ.update(SENSOR_SETTLE_SECONDS="0", SENSOR_MAX_BATCH="500", SENSOR_MAX_RUNS_PER_TICK="20")
 
@@ -125,7 +136,9 @@ def main() -> None:
         for size in args.sizes:
             results[size] = measure(Path(scratch), size, args.runs)
             if args.browser:
-                results[size]["Partitions page"] = partitions_page_seconds(Path(scratch), size, args.runs)
+                results[size]["Partitions page"] = partitions_page_seconds(
+                    Path(scratch), size, args.runs, args.materialized
+                )
             print(f"{size:,} partitions measured", flush=True)
 
     smallest = min(results)

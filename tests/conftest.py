@@ -119,6 +119,29 @@ def migration_scripts_read_once() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def aws_models_read_once() -> Iterator[None]:
+    """botocore reads and parses its JSON service models (S3's alone is over a megabyte) again for every
+    session, and dagster-aws's `S3Resource` starts a new session for each client it makes: one for each
+    tick and each run, as the project means it to. In a test process, which ticks and runs hundreds of
+    times, that parsing was a third of the bucket tests' CPU. The models never change, so every session
+    here shares one loader; the clients, their sessions and credentials are still made per tick and per
+    run, and what they send is unchanged."""
+    import botocore.session
+
+    create = botocore.session.create_loader
+    loaders: dict[str | None, object] = {}
+
+    def create_once(search_paths: str | None = None) -> object:
+        if search_paths not in loaders:
+            loaders[search_paths] = create(search_paths)
+        return loaders[search_paths]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", create_once)
+        yield
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests that start `dg dev` first, then the other slow ones, each followed by one quick test, then
     the rest. `make test` hands each worker two tests to start with and then one at a time as it frees up
