@@ -10,6 +10,7 @@ import pytest
 import zstandard
 
 from dagster_and_etl.defs.resources import StagingDatabase
+from dagster_and_etl.ingest import source_bucket, source_tick
 from dagster_and_etl.ingest.duckdb_load import load_partitions
 from dagster_and_etl.ingest.duckdb_tables import RawTable
 from dagster_and_etl.ingest.load_report import LoadReport
@@ -19,7 +20,13 @@ from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
 from tests.landing import BucketLanding, FolderLanding
 from tests.support import rows_per_partition, run_daily
 from tests.test_exactly_once import DEFAULT_LIMITS, SMALL_LIMITS, history, set_limits, status
-from tests.test_notification_mode import drain, first_listing, notified_fixture  # noqa: F401  (`notified`)
+from tests.test_notification_mode import (  # noqa: F401  (`notified`)
+    drain,
+    first_listing,
+    lose_events,
+    notified_fixture,
+    reconcile,
+)
 from tests.test_s3_notifications import NotifiedBucket
 
 Landing = FolderLanding | BucketLanding
@@ -256,6 +263,36 @@ def test_in_notification_mode_compressed_objects_load_and_two_for_one_key_wait_u
     assert launched_partition_keys(daemon.run_until_idle()) == ["b"]
     assert rows_per_partition(duckdb_path) == {"a": 3, "b": 5}
     drain(notified, daemon)
+
+
+def test_a_reconciliation_cut_into_parts_sees_two_files_giving_one_key_together(
+    notified: NotifiedBucket,
+    daemon: SensorDaemon,
+    duckdb_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Two entries a page, a page a tick: `a.csv` ends the first page and `a.csv.gz` starts the second.
+    The first part stops before `a.csv`, so the next one judges the two together and loads neither."""
+    monkeypatch.setattr(source_bucket, "PAGE_SIZE", 2)
+    monkeypatch.setattr(source_tick, "LIST_SECONDS", 0)
+    first_listing(daemon)
+    bucket = notified.landing
+    bucket.write("0.csv")
+    bucket.write("a.csv", sample_csv(seed=1, rows=3))
+    bucket.write_bytes("a.csv.gz", gzipped(sample_csv(seed=2, rows=4)))
+    bucket.write("b.csv")
+    bucket.wait_until_settled()
+    lose_events(notified)  # found by the reconciliation listing alone
+    capfd.readouterr()
+
+    parts = reconcile(daemon, monkeypatch, ticks=2)
+
+    assert parts == [(["0"], f"{bucket.prefix}0.csv"), (["b"], None)]
+    logged = capfd.readouterr().err
+    for name in ("a.csv", "a.csv.gz"):
+        assert f"Skipped {name!r} in {bucket.uri}: it is one of the files a.csv and a.csv.gz" in logged
+    assert rows_per_partition(duckdb_path) == {"0": 10, "b": 10}
 
 
 @pytest.mark.parametrize(

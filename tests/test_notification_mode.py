@@ -167,7 +167,7 @@ def test_a_reconciliation_lists_a_part_of_the_prefix_each_tick_until_the_end(
 ) -> None:
     """A prefix longer than a tick may list: the reconciliation goes on where the last tick stopped, in
     key order, finds the objects whose events were lost wherever they lie, and loads nothing twice."""
-    monkeypatch.setattr(source_bucket, "PAGE_SIZE", 2)
+    monkeypatch.setattr(source_bucket, "PAGE_SIZE", 3)
     monkeypatch.setattr(source_tick, "LIST_SECONDS", 0)  # one page a tick
     monkeypatch.delenv("SENSOR_MAX_BATCH")  # the project's batches: the first three load in one run
     first_listing(daemon)
@@ -180,7 +180,9 @@ def test_a_reconciliation_lists_a_part_of_the_prefix_each_tick_until_the_end(
 
     parts = reconcile(daemon, monkeypatch, ticks=3)
 
-    # Two entries a page: k0 k1 | k2 lost-a | lost-b sub/, the subfolder ending the listing.
+    # Three entries a page, and a part ends before the last page's file whose key may have another name
+    # on the next page (`k2.csv.gz`, say): k0 k1 (k2) | k2 lost-a (lost-b) | lost-b sub/, the subfolder
+    # ending the listing.
     prefix = notified.landing.prefix
     assert parts == [([], f"{prefix}k1.csv"), (["lost-a"], f"{prefix}lost-a.csv"), (["lost-b"], None)]
     assert daemon.tick().launched == []  # the queue is read again, and the next listing is an hour away

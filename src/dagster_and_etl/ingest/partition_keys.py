@@ -56,6 +56,18 @@ def file_names_for_key(partition_key: str) -> list[str]:
     return [partition_key + suffix for suffix in SOURCE_SUFFIXES]
 
 
+def first_split_name(names: Sequence[str], last_read: str) -> str | None:
+    """Of the source file names of a listing read in name order up to `last_read`, the first whose
+    partition may have another file named after `last_read`, not read yet (`a.csv` read, `a.csv.gz` not),
+    or None. A part of a listing that ends before that name keeps the files of each partition together."""
+    split = [
+        name
+        for name in names
+        if (key := key_for_file_name(name)) is not None and max(file_names_for_key(key)) > last_read
+    ]
+    return min(split, default=None)
+
+
 def clash_problem(partition_key: str, names: Sequence[str]) -> str:
     """Why none of the files `names`, which all give `partition_key`, is loaded, said of one of them
     (after "it is"): the sender has to say which one is meant, by removing the others. Rows already

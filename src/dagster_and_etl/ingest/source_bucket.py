@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from dagster_and_etl.ingest.aws_errors import NOT_FOUND, aws_cause, error_code, is_aws_error
-from dagster_and_etl.ingest.partition_keys import file_name_for_key, file_names_for_key, key_for_file_name
+from dagster_and_etl.ingest.partition_keys import (
+    file_name_for_key,
+    file_names_for_key,
+    first_split_name,
+    key_for_file_name,
+)
 from dagster_and_etl.ingest.source import (
     MISSING,
     FileInfo,
@@ -136,7 +141,8 @@ class BucketSource:
 
     def list_part(self, start_after: str, deadline: float) -> ListedPart:
         """Pages of the prefix in key order, after the object key `start_after` (from the start when it
-        is empty), until the last page or until `deadline` (`time.monotonic()`) has passed: at least one."""
+        is empty), until the last page or until `deadline` (`time.monotonic()`) has passed: at least one,
+        and as many as it takes to keep a partition's files in one part (`first_split_name`)."""
         resume = {"StartAfter": start_after} if start_after else {}
         pages = (
             self.client()
@@ -150,7 +156,7 @@ class BucketSource:
             )
         )
         found: list[ListedFile] = []
-        now_ns, last_key, complete = 0, start_after, True
+        now_ns, last_key = 0, start_after
         try:
             for page in pages:
                 # The first answer's Date: before any object this listing sees was judged.
@@ -161,14 +167,18 @@ class BucketSource:
                 entries += [p["Prefix"] for p in page.get("CommonPrefixes", ())]
                 last_key = max(entries, default=last_key)
                 if page.get("IsTruncated") and time.monotonic() >= deadline:
-                    complete = False
-                    break
+                    # Ends before a partition that may have files on the next page, unless none is left.
+                    split = first_split_name([f.name for f in found], last_key.removeprefix(self.prefix))
+                    kept = [f for f in found if split is None or f.name < split]
+                    if split is None or kept:
+                        resume = last_key if split is None else self.prefix + kept[-1].name
+                        listing = SourceListing.of(kept, now_ns, TIMESTAMP_SLACK_NS, _file_of)
+                        return ListedPart(listing, resume, complete=False)
         except Exception as error:
             if is_aws_error(error):
                 raise self._unavailable("list", error) from error
             raise
-        listing = SourceListing.of(found, now_ns, TIMESTAMP_SLACK_NS, _file_of)
-        return ListedPart(listing, last_key, complete)
+        return ListedPart(SourceListing.of(found, now_ns, TIMESTAMP_SLACK_NS, _file_of), last_key, True)
 
     def _objects(self, page: dict[str, Any]) -> Iterator[ListedFile]:
         """The source files among a page's objects."""
