@@ -99,14 +99,19 @@ def plan_notified(
     registered: RegisteredKeys,
     loaded_versions: Callable[[list[str]], Mapping[str, str]],
 ) -> NotifiedTick:
-    """The runs, registrations and cursor of a tick that received `messages`, and what becomes of each."""
+    """The runs, registrations and cursor of a tick that received `messages`, and what becomes of each.
+    Keys that had two files at once are looked at again on every tick, news or not, until one file is
+    gone: each tick names the pair, as a listing does, while their messages are deleted rather than kept
+    coming back for days (a queue may send a message received too often to its dead-letter queue)."""
     keys_of = announced_keys(messages, view)
-    keys = list(dict.fromkeys(key for keys in keys_of.values() for key in keys))
-    current = CurrentFiles.of(view.info(keys) if keys else {})
+    keys = list(dict.fromkeys([*(key for keys in keys_of.values() for key in keys), *cursor.clashing]))
+    infos = view.info(keys) if keys else {}
+    current = CurrentFiles.of(infos)
     plan = judge_files(
         current.files, current.now_ns, view.slack_ns, cursor, rules, registered, loaded_versions
     )
-    plan = replace(plan, skipped=current.skipped)
+    clashing = tuple(key for key, info in infos.items() if isinstance(info, NoFile) and len(info.names) > 1)
+    plan = replace(plan, skipped=current.skipped, cursor=replace(plan.cursor, clashing=clashing))
     open_keys = {f.partition_key for f in [*plan.settling, *plan.waiting]}
     requested_now = {f.partition_key for f in plan.to_request}
     delete, release = [], []

@@ -115,7 +115,8 @@ def _reconciled(
         first_waiting = min(source.prefix + f.name for f in plan.waiting)
         before = [key for f in listing.files if (key := source.prefix + f.name) < first_waiting]
         listed_up_to = max(before, default=cursor.reconciling)
-    reconciled = replace(plan.cursor, reconciling=listed_up_to)
+    clashing = tuple(dict.fromkeys([*cursor.clashing, *listing.clashing]))  # looked at again each tick
+    reconciled = replace(plan.cursor, reconciling=listed_up_to, clashing=clashing)
     return replace(plan, cursor=reconciled, skipped=listing.skipped, rebuilt=True)
 
 
