@@ -14,7 +14,7 @@ from dagster_and_etl.ingest import source_bucket, source_tick
 from dagster_and_etl.ingest.duckdb_load import load_partitions
 from dagster_and_etl.ingest.duckdb_tables import RawTable
 from dagster_and_etl.ingest.load_report import LoadReport
-from dagster_and_etl.ingest.partition_keys import key_for_file_name
+from dagster_and_etl.ingest.partition_keys import first_split_name, key_for_file_name
 from dagster_and_etl.sample_data import sample_csv
 from dagster_and_etl.testing import SensorDaemon, launched_partition_keys
 from tests.landing import BucketLanding, FolderLanding
@@ -313,3 +313,20 @@ def test_a_reconciliation_cut_into_parts_sees_two_files_giving_one_key_together(
 )
 def test_the_suffixes_a_source_file_may_have(name: str, key: str | None) -> None:
     assert key_for_file_name(name) == key
+
+
+@pytest.mark.parametrize(
+    ("names", "last_read", "split"),
+    [
+        (["a.csv"], "a.csv", "a.csv"),  # `a.csv.gz` may be on the next page
+        (["0.csv", "a.csv", "a.csv.gz"], "a.csv.gz", "a.csv"),  # `a.csv.zst` may
+        (["a.csv", "b.csv"], "b.csv", "b.csv"),
+        (["a.csv", "b.csv"], "c.csv", None),
+        (["a.csv.zst"], "a.csv.zst", None),  # the last name a key's file may have
+        (["a.csv"], "sub/", None),  # a subfolder ended the page
+    ],
+)
+def test_where_a_part_of_a_listing_ends_to_keep_each_keys_files_together(
+    names: list[str], last_read: str, split: str | None
+) -> None:
+    assert first_split_name(names, last_read) == split
