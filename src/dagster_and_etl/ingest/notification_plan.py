@@ -66,12 +66,13 @@ def announced_keys(messages: list[QueuedMessage], view: BucketView) -> dict[str,
 
 @dataclass(frozen=True)
 class CurrentFiles:
-    """The objects some keys name now, as source files; the bucket's clock when it was asked; and the
-    keys passed over, with why (two objects giving one key, say)."""
+    """The objects some keys name now, as source files; the bucket's clock when it was asked; the files
+    passed over, with why (two objects giving one key, say); and the keys that have more than one."""
 
     files: list[SourceFile]
     now_ns: int
     skipped: list[SkippedFile]
+    clashing: tuple[str, ...]
 
     @classmethod
     def of(cls, infos: Mapping[str, FileInfo | NoFile]) -> CurrentFiles:
@@ -88,6 +89,7 @@ class CurrentFiles:
                 if isinstance(info, NoFile)
                 for name in info.names
             ],
+            tuple(key for key, info in infos.items() if isinstance(info, NoFile) and info.names),
         )
 
 
@@ -105,13 +107,11 @@ def plan_notified(
     coming back for days (a queue may send a message received too often to its dead-letter queue)."""
     keys_of = announced_keys(messages, view)
     keys = list(dict.fromkeys([*(key for keys in keys_of.values() for key in keys), *cursor.clashing]))
-    infos = view.info(keys) if keys else {}
-    current = CurrentFiles.of(infos)
+    current = CurrentFiles.of(view.info(keys) if keys else {})
     plan = judge_files(
         current.files, current.now_ns, view.slack_ns, cursor, rules, registered, loaded_versions
     )
-    clashing = tuple(key for key, info in infos.items() if isinstance(info, NoFile) and len(info.names) > 1)
-    plan = replace(plan, skipped=current.skipped, cursor=replace(plan.cursor, clashing=clashing))
+    plan = replace(plan, skipped=current.skipped, cursor=replace(plan.cursor, clashing=current.clashing))
     open_keys = {f.partition_key for f in [*plan.settling, *plan.waiting]}
     requested_now = {f.partition_key for f in plan.to_request}
     delete, release = [], []
